@@ -1,0 +1,1 @@
+"""Model-agnostic compute kernels (numba-jitted, each with a plain-numpy twin)."""

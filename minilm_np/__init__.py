@@ -1,0 +1,1 @@
+"""minilm-np: sentence embeddings from BERT sentence models in numpy + numba."""
