@@ -1,1 +1,43 @@
-"""Model-agnostic compute kernels (numba-jitted, each with a plain-numpy twin)."""
+"""Model-agnostic compute kernels: numba-jitted, each with a plain-numpy twin.
+
+``load_backend()`` returns the module whose functions the model calls:
+
+- ``"numba"``: :mod:`minilm_np.kernels.jit` (the default);
+- ``"numpy"``: :mod:`minilm_np.kernels.reference`, the readable spec and test oracle, also
+  used automatically when numba cannot be imported.
+
+The choice comes from the argument, else ``$MINILM_NP_BACKEND``, else ``"numba"``.
+Importing this package imports neither numba nor any kernel.
+"""
+import importlib
+import os
+import warnings
+
+BACKENDS = ("numba", "numpy")
+_MODULES = {"numba": "jit", "numpy": "reference"}
+
+
+def load_backend(name=None):
+    """Return the kernel module for backend ``name`` (``"numba"`` or ``"numpy"``).
+
+    Raises
+    ------
+    ValueError
+        If ``name`` (or ``$MINILM_NP_BACKEND``) is not a known backend.
+    """
+    requested = name or os.environ.get("MINILM_NP_BACKEND") or "numba"
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown kernel backend {requested!r}; choose one of {', '.join(BACKENDS)} "
+                         "(argument backend= or $MINILM_NP_BACKEND)")
+    if requested == "numba":
+        try:
+            return importlib.import_module(".jit", __name__)
+        except ImportError as error:
+            warnings.warn(f"numba is unavailable ({error}); using the plain-numpy kernels", RuntimeWarning,
+                          stacklevel=2)
+    return importlib.import_module(".reference", __name__)
+
+
+def backend_name(module):
+    """``"numba"`` or ``"numpy"`` for a module returned by :func:`load_backend`."""
+    return "numba" if module.__name__.endswith(".jit") else "numpy"

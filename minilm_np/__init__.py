@@ -1,1 +1,14 @@
-"""minilm-np: sentence embeddings from BERT sentence models in numpy + numba."""
+"""minilm-np: BERT sentence embeddings (all-MiniLM-L6-v2 by default) in numpy + numba, no PyTorch.
+
+>>> import minilm_np
+>>> model = minilm_np.load()
+>>> model.encode(["A sentence.", "Another one."]).shape
+(2, 384)
+"""
+from .encoder import SentenceTransformer, load
+from .errors import ModelFileError, ModelNotFoundError, UnsupportedModelError
+from .util import cos_sim, dot_score
+
+__version__ = "0.1.0"
+__all__ = ["load", "SentenceTransformer", "cos_sim", "dot_score", "ModelFileError", "ModelNotFoundError",
+           "UnsupportedModelError", "__version__"]

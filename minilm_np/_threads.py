@@ -1,0 +1,73 @@
+"""Setting the BLAS and numba thread counts at run time, without extra dependencies."""
+import ctypes
+import glob
+import os
+
+_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_", "MKL_Set_Num_Threads", "bli_thread_set_num_threads")
+
+
+def _blas_libraries():
+    import numpy as np
+
+    paths = []
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = sorted({line.split()[-1] for line in maps if "blas" in line.lower() or "mkl_rt" in line.lower()})
+    except OSError:
+        pass
+    libs_dir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    paths += glob.glob(os.path.join(libs_dir, "*blas*")) + glob.glob(os.path.join(os.path.dirname(np.__file__),
+                                                                                  ".dylibs", "*blas*"))
+    return [p for p in dict.fromkeys(paths) if os.path.isfile(p)]
+
+
+def set_blas_threads(n: int) -> bool:
+    """Set the thread count of the BLAS that numpy uses; False when it could not be found."""
+    done = False
+    for path in _blas_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _SETTERS:
+            setter = getattr(lib, name, None)
+            if setter is not None:
+                setter(ctypes.c_int(n))
+                done = True
+                break
+    return done
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_threads(threads):
+    """Validate ``threads`` (or ``$MINILM_NP_THREADS``); default: the machine's cores."""
+    source = "threads"
+    if threads is None:
+        env = os.environ.get("MINILM_NP_THREADS")
+        if env is None or env.strip() == "":
+            return cpu_count()
+        source = "$MINILM_NP_THREADS"
+        try:
+            threads = int(env)
+        except ValueError:
+            raise ValueError(f"$MINILM_NP_THREADS must be a positive integer, got {env!r}") from None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"{source} must be a positive integer, got {threads!r}")
+    return threads
+
+
+def apply_threads(n: int, numba_backend: bool) -> None:
+    """Use ``n`` threads in BLAS and, for the numba backend, in numba's parallel kernels."""
+    set_blas_threads(n)
+    if numba_backend:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

@@ -1,0 +1,151 @@
+"""The BERT sentence encoder's forward pass over packed (padding-free) sequences.
+
+A batch of sequences is one ``(n_tokens, hidden)`` matrix plus the offsets ``cu_seqlens``;
+the GEMMs go through numpy's ``@`` (BLAS) and everything between them through the kernels of
+the chosen backend (:mod:`minilm_np.kernels`). Read :func:`forward` first.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Config
+from .weights import LayerWeights, Weights
+
+# OpenBLAS takes a different code path (gemv, small-matrix kernels) below 4 rows, which rounds
+# differently; running every GEMM on at least this many rows keeps a text's vector bitwise
+# independent of its batch-mates.
+MIN_GEMM_ROWS = 8
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Packed token ids of a batch of sequences.
+
+    Attributes
+    ----------
+    token_ids, position_ids, type_ids : ndarray of int64, (n_tokens,)
+    cu_seqlens : ndarray of int64, (n_seqs + 1,)
+        Sequence ``s`` is rows ``cu_seqlens[s]:cu_seqlens[s + 1]``.
+    """
+    token_ids: np.ndarray
+    position_ids: np.ndarray
+    type_ids: np.ndarray
+    cu_seqlens: np.ndarray
+
+    @classmethod
+    def pack(cls, sequences):
+        """Pack a list of 1-D int token-id arrays (each non-empty) into one batch."""
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        cu_seqlens = np.zeros(len(sequences) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=cu_seqlens[1:])
+        token_ids = np.concatenate(sequences).astype(np.int64, copy=False) if sequences else np.zeros(0, np.int64)
+        position_ids = np.arange(cu_seqlens[-1], dtype=np.int64) - np.repeat(cu_seqlens[:-1], lengths)
+        return cls(token_ids, position_ids, np.zeros_like(token_ids), cu_seqlens)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.cu_seqlens[-1])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.cu_seqlens)
+
+
+class RunState:
+    """Scratch activations for forward passes of up to ``capacity`` tokens (reused between them)."""
+
+    def __init__(self, config: Config, capacity: int):
+        rows = max(capacity, MIN_GEMM_ROWS)
+        h = config.hidden_size
+        self.capacity = capacity
+        self.hidden = np.zeros((rows, h), np.float32)    # the residual stream, layer in and out
+        self.mid = np.zeros((rows, h), np.float32)       # after attention, before the FFN
+        self.context = np.zeros((rows, h), np.float32)   # attention output, before its projection
+        self.qkv = np.zeros((rows, 3 * h), np.float32)
+        self.ffn = np.zeros((rows, config.intermediate_size), np.float32)
+
+
+def linear(x, weight, out):
+    """``out = x @ weight.T`` for x ``(n, in)``, weight ``(out, in)`` float32 or a quantised linear."""
+    if isinstance(weight, np.ndarray):
+        return np.matmul(x, weight.T, out=out)
+    return weight.matmul(x, out)
+
+
+def embed(config: Config, weights: Weights, batch: Batch, k, out):
+    """LayerNorm(word + position + token-type embeddings) -> out ``(n_tokens, hidden)``."""
+    k.gather_embeddings(batch.token_ids, batch.position_ids, batch.type_ids, weights.word_embeddings,
+                        weights.position_embeddings, weights.type_embeddings, out)
+    return k.bias_residual_layer_norm(out, None, None, weights.embed_norm_gamma, weights.embed_norm_beta,
+                                      config.layer_norm_eps)
+
+
+def attention(config: Config, layer: LayerWeights, x, cu_seqlens, k, s: RunState, rows: int):
+    """LayerNorm(x + Attention(x) W_o + b_o) -> ``s.mid``; x is ``(n_tokens, hidden)``."""
+    n = x.shape[0]
+    qkv = linear(s.hidden[:rows], layer.qkv_weight, s.qkv[:rows])[:n]
+    qkv += layer.qkv_bias
+    k.attention(qkv, cu_seqlens, config.num_heads, config.head_dim, s.context[:n])
+    projected = linear(s.context[:rows], layer.attn_out_weight, s.mid[:rows])[:n]
+    return k.bias_residual_layer_norm(projected, layer.attn_out_bias, x, layer.attn_norm_gamma,
+                                      layer.attn_norm_beta, config.layer_norm_eps)
+
+
+def feed_forward(config: Config, layer: LayerWeights, h, k, s: RunState, rows: int):
+    """LayerNorm(h + GELU(h W_1 + b_1) W_2 + b_2) -> ``s.hidden``; h is ``(n_tokens, hidden)``."""
+    n = h.shape[0]
+    inner = linear(s.mid[:rows], layer.ffn_in_weight, s.ffn[:rows])[:n]
+    k.bias_gelu(inner, layer.ffn_in_bias)
+    out = linear(s.ffn[:rows], layer.ffn_out_weight, s.hidden[:rows])[:n]
+    return k.bias_residual_layer_norm(out, layer.ffn_out_bias, h, layer.ffn_norm_gamma, layer.ffn_norm_beta,
+                                      config.layer_norm_eps)
+
+
+def forward(config: Config, weights: Weights, batch: Batch, k, s: RunState):
+    """Token embeddings of the last layer, ``(n_tokens, hidden)`` float32 (a view of ``s.hidden``).
+
+    Parameters
+    ----------
+    k : module
+        The kernel backend (:func:`minilm_np.kernels.load_backend`).
+    s : RunState
+        Scratch with capacity >= ``batch.n_tokens``.
+    """
+    n = batch.n_tokens
+    rows = max(n, MIN_GEMM_ROWS)
+    x = embed(config, weights, batch, k, s.hidden[:n])
+    for layer in weights.layers:
+        h = attention(config, layer, x, batch.cu_seqlens, k, s, rows)
+        x = feed_forward(config, layer, h, k, s, rows)
+    return x
+
+
+def hidden_states(config: Config, weights: Weights, batch: Batch, k):
+    """Every layer's output (embeddings first), copies, ``num_layers + 1`` arrays ``(n_tokens, hidden)``."""
+    s = RunState(config, batch.n_tokens)
+    n, rows = batch.n_tokens, max(batch.n_tokens, MIN_GEMM_ROWS)
+    x = embed(config, weights, batch, k, s.hidden[:n])
+    states = [x.copy()]
+    for layer in weights.layers:
+        h = attention(config, layer, x, batch.cu_seqlens, k, s, rows)
+        x = feed_forward(config, layer, h, k, s, rows)
+        states.append(x.copy())
+    return states
+
+
+def pool(config: Config, token_embeddings, batch: Batch, k):
+    """Sentence embeddings ``(n_seqs, embedding_dim)`` float32: the pooling modes, concatenated."""
+    n_seqs, width = len(batch.cu_seqlens) - 1, config.hidden_size
+    out = np.empty((n_seqs, width * len(config.pooling_modes)), np.float32)
+    for i, mode in enumerate(config.pooling_modes):
+        part = out[:, i * width:(i + 1) * width]
+        if mode == "cls":
+            k.first_token_pool(token_embeddings, batch.cu_seqlens, part)
+        elif mode == "max":
+            k.max_pool(token_embeddings, batch.cu_seqlens, part)
+        else:
+            k.mean_pool(token_embeddings, batch.cu_seqlens, part)
+            if mode == "mean_sqrt_len":
+                lengths = batch.lengths.astype(np.float32)[:, None]
+                part *= lengths / np.sqrt(lengths)
+    return out

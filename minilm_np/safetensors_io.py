@@ -1,0 +1,85 @@
+"""Read a .safetensors file as memory-mapped numpy arrays, checking its header against the file.
+
+The format is an 8-byte little-endian header length, a JSON header mapping tensor names to
+``{"dtype", "shape", "data_offsets"}``, then the raw little-endian data. Nothing in it can
+execute code, and nothing is copied: each array is a read-only view of the mapped file.
+"""
+import json
+import mmap
+import os
+import struct
+
+import numpy as np
+
+from .errors import ModelFileError
+
+DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+          "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def read_safetensors(path):
+    """Map a safetensors file and return its tensors.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    tensors : dict of str to ndarray
+        Read-only arrays viewing the mapped file (copies only where the data is misaligned).
+    metadata : dict of str to str
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, truncated, or its header is malformed or points outside the file.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise ModelFileError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > min(size - 8, MAX_HEADER_BYTES):
+                raise ModelFileError(f"{path}: header length {header_len} is larger than the file "
+                                     f"({size} bytes): the file is truncated or not safetensors")
+            header_bytes = f.read(header_len)
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else b""
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot read ({error.strerror or error})") from None
+    try:
+        header = json.loads(header_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"{path}: header is not valid JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    data_start = 8 + header_len
+    data_size = size - data_start
+    tensors = {}
+    for name, info in header.items():
+        try:
+            dtype = DTYPES[info["dtype"]]
+            shape = tuple(int(d) for d in info["shape"])
+            begin, end = (int(o) for o in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelFileError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from None
+        if any(d < 0 for d in shape):
+            raise ModelFileError(f"{path}: tensor {name!r} has a negative dimension in shape {list(shape)}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if not 0 <= begin <= end or end - begin != nbytes:
+            raise ModelFileError(f"{path}: tensor {name!r} offsets [{begin}, {end}) do not match its "
+                                 f"shape {list(shape)} and dtype {info['dtype']} ({nbytes} bytes)")
+        if end > data_size:
+            raise ModelFileError(f"{path}: tensor {name!r} ends at byte {end} of the data but the file "
+                                 f"holds only {data_size} data bytes: the file is truncated")
+        array = np.frombuffer(mapped, dtype=np.dtype(dtype).newbyteorder("<"),
+                              count=nbytes // np.dtype(dtype).itemsize, offset=data_start + begin)
+        if (data_start + begin) % np.dtype(dtype).itemsize:
+            array = array.copy()
+            array.flags.writeable = False
+        tensors[name] = array.reshape(shape)
+    return tensors, metadata

@@ -1,0 +1,108 @@
+"""Text to token ids with the model's own tokenizer.json, as sentence-transformers does it."""
+import os
+
+import numpy as np
+
+from .errors import ModelFileError
+
+# Texts longer than this many characters per allowed token are tokenised from a prefix.
+CHARS_PER_TOKEN_WINDOW = 32
+# Never hand the tokenizer more than this many characters of one text.
+MAX_PREFIX_CHARS = 1 << 20
+
+
+class TextTokenizer:
+    """WordPiece tokenisation without padding, truncated at ``max_seq_length`` (specials included).
+
+    Parameters
+    ----------
+    path : str
+        ``tokenizer.json`` of the model.
+    max_seq_length : int
+    do_lower_case : bool
+        Lower-case texts first (sentence_bert_config.json's flag).
+
+    Notes
+    -----
+    Each text is stripped of surrounding whitespace, as sentence-transformers does. A very long
+    text is tokenised from a prefix just long enough to yield ``max_seq_length`` tokens that a
+    longer prefix could not change (the last two words of the prefix are not trusted), so a
+    100 MB text costs no more than a page; a text whose first :data:`MAX_PREFIX_CHARS`
+    characters do not hold enough words is tokenised from those characters alone. Lone
+    surrogates, which cannot be encoded as UTF-8, become U+FFFD.
+    """
+
+    def __init__(self, path: str, max_seq_length: int, do_lower_case: bool = False):
+        from tokenizers import Tokenizer
+
+        if not os.path.exists(path):
+            raise ModelFileError(f"{path}: file is missing (the model's tokenizer)")
+        try:
+            self.tokenizer = Tokenizer.from_file(path)
+        except Exception as error:  # tokenizers raises bare Exception for malformed files
+            raise ModelFileError(f"{path}: not a valid tokenizer file ({str(error)[:200]})") from None
+        self.path = path
+        self.do_lower_case = do_lower_case
+        self.tokenizer.no_padding()
+        self.max_seq_length = max_seq_length
+
+    @property
+    def max_seq_length(self) -> int:
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self._max_seq_length = value
+        self.tokenizer.enable_truncation(value)
+
+    def _prepare(self, text: str) -> str:
+        text = text.strip()
+        if self.do_lower_case:
+            text = text.lower()
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text
+
+    def _long_text_ids(self, text: str) -> np.ndarray:
+        need = self._max_seq_length - 2
+        cut = need * CHARS_PER_TOKEN_WINDOW
+        while True:
+            prefix = text[:cut]
+            if cut >= len(text) or cut >= MAX_PREFIX_CHARS:
+                return np.asarray(self.tokenizer.encode(prefix).ids, dtype=np.int64)
+            self.tokenizer.no_truncation()
+            try:
+                encoding = self.tokenizer.encode(prefix)
+            finally:
+                self.tokenizer.enable_truncation(self._max_seq_length)
+            words = [w for w in encoding.word_ids if w is not None]
+            if words:
+                trusted = sum(1 for w in words if w < words[-1] - 1)
+                if trusted >= need:
+                    ids = encoding.ids
+                    return np.asarray(ids[:need + 1] + ids[-1:], dtype=np.int64)
+            cut *= 4
+
+    def encode(self, texts) -> list:
+        """Token ids of each text.
+
+        Parameters
+        ----------
+        texts : list of str
+
+        Returns
+        -------
+        list of ndarray of int64, each ``(length,)`` with 2 <= length <= max_seq_length.
+        """
+        texts = [self._prepare(t) for t in texts]
+        limit = (self._max_seq_length - 2) * CHARS_PER_TOKEN_WINDOW
+        short = [i for i, t in enumerate(texts) if len(t) <= limit]
+        out = [None] * len(texts)
+        for i, encoding in zip(short, self.tokenizer.encode_batch([texts[i] for i in short])):
+            out[i] = np.asarray(encoding.ids, dtype=np.int64)
+        for i, t in enumerate(texts):
+            if out[i] is None:
+                out[i] = self._long_text_ids(t)
+        return out

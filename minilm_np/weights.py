@@ -1,0 +1,154 @@
+"""Model weights: the expected tensors of a BERT encoder, checked and arranged for the forward pass."""
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Config
+from .errors import ModelFileError
+from .safetensors_io import read_safetensors
+
+# Tensors a BERT checkpoint may carry that the sentence encoder does not use.
+IGNORED_PREFIXES = ("pooler.", "cls.", "embeddings.position_ids")
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One encoder layer. Linear weights are ``(out_features, in_features)`` float32, as stored."""
+    qkv_weight: np.ndarray        # (3 * hidden, hidden): query, key and value stacked
+    qkv_bias: np.ndarray          # (3 * hidden,)
+    attn_out_weight: np.ndarray   # (hidden, hidden)
+    attn_out_bias: np.ndarray
+    attn_norm_gamma: np.ndarray
+    attn_norm_beta: np.ndarray
+    ffn_in_weight: np.ndarray     # (intermediate, hidden)
+    ffn_in_bias: np.ndarray
+    ffn_out_weight: np.ndarray    # (hidden, intermediate)
+    ffn_out_bias: np.ndarray
+    ffn_norm_gamma: np.ndarray
+    ffn_norm_beta: np.ndarray
+
+
+@dataclass(frozen=True)
+class Weights:
+    """All weights of the encoder; the tables are read-only views of the memory-mapped file."""
+    word_embeddings: np.ndarray      # (vocab, hidden)
+    position_embeddings: np.ndarray  # (max_positions, hidden)
+    type_embeddings: np.ndarray      # (type_vocab, hidden)
+    embed_norm_gamma: np.ndarray
+    embed_norm_beta: np.ndarray
+    layers: tuple
+
+
+def expected_tensors(config: Config) -> dict:
+    """Name -> (shape, dtype) of every tensor the encoder needs, derived from the config."""
+    h, f = config.hidden_size, config.intermediate_size
+    spec = {
+        "embeddings.word_embeddings.weight": (config.vocab_size, h),
+        "embeddings.position_embeddings.weight": (config.max_position_embeddings, h),
+        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, h),
+        "embeddings.LayerNorm.weight": (h,),
+        "embeddings.LayerNorm.bias": (h,),
+    }
+    for i in range(config.num_layers):
+        p = f"encoder.layer.{i}."
+        for part in ("query", "key", "value"):
+            spec[p + f"attention.self.{part}.weight"] = (h, h)
+            spec[p + f"attention.self.{part}.bias"] = (h,)
+        spec.update({
+            p + "attention.output.dense.weight": (h, h),
+            p + "attention.output.dense.bias": (h,),
+            p + "attention.output.LayerNorm.weight": (h,),
+            p + "attention.output.LayerNorm.bias": (h,),
+            p + "intermediate.dense.weight": (f, h),
+            p + "intermediate.dense.bias": (f,),
+            p + "output.dense.weight": (h, f),
+            p + "output.dense.bias": (h,),
+            p + "output.LayerNorm.weight": (h,),
+            p + "output.LayerNorm.bias": (h,),
+        })
+    return {name: (shape, np.float32) for name, shape in spec.items()}
+
+
+def strip_prefix(tensors: dict) -> dict:
+    """Drop a leading ``bert.`` (checkpoints saved from BertFor* heads) from tensor names."""
+    if any(name.startswith("bert.embeddings.") for name in tensors):
+        return {(name[5:] if name.startswith("bert.") else name): t for name, t in tensors.items()}
+    return tensors
+
+
+def check_tensors(tensors: dict, expected: dict, path: str) -> None:
+    """Raise ModelFileError naming the first missing, unexpected, mis-shaped or mis-typed tensor."""
+    missing = [name for name in expected if name not in tensors]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing{more}")
+    unexpected = [name for name in tensors if name not in expected and not name.startswith(IGNORED_PREFIXES)]
+    if unexpected:
+        raise ModelFileError(f"{path}: unexpected tensor {unexpected[0]!r} "
+                             f"({len(unexpected)} unexpected in all): the file does not match config.json")
+    for name, (shape, dtype) in expected.items():
+        t = tensors[name]
+        if t.shape != tuple(shape):
+            raise ModelFileError(f"{path}: tensor {name!r} has shape {list(t.shape)}, "
+                                 f"config.json implies {list(shape)}")
+        if t.dtype != dtype:
+            raise ModelFileError(f"{path}: tensor {name!r} has dtype {t.dtype}, expected {np.dtype(dtype)}")
+    if "embeddings.position_ids" in tensors and tensors["embeddings.position_ids"].dtype != np.int64:
+        raise ModelFileError(f"{path}: tensor 'embeddings.position_ids' has dtype "
+                             f"{tensors['embeddings.position_ids'].dtype}, expected int64")
+
+
+def load_weights(model_dir: str, config: Config) -> Weights:
+    """Map ``model.safetensors`` and arrange its tensors for the forward pass.
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing (with a hint when only ``pytorch_model.bin`` is there), corrupt, or
+        does not match ``config.json``.
+    """
+    path = os.path.join(model_dir, "model.safetensors")
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(model_dir, "pytorch_model.bin")):
+            raise ModelFileError(
+                f"{path}: missing; the directory holds only pytorch_model.bin, a pickle, which minilm-np never "
+                "loads (unpickling can run code). Convert it once where torch is installed: python -c "
+                "\"import torch; from safetensors.torch import save_file; "
+                f"save_file(torch.load('{os.path.join(model_dir, 'pytorch_model.bin')}', weights_only=True), "
+                f"'{path}')\"")
+        raise ModelFileError(f"{path}: missing (a model directory needs model.safetensors)")
+    tensors, _ = read_safetensors(path)
+    tensors = strip_prefix(tensors)
+    check_tensors(tensors, expected_tensors(config), path)
+    return arrange(tensors, config)
+
+
+def arrange(tensors: dict, config: Config) -> Weights:
+    """Build :class:`Weights` from checked tensors, stacking Q, K and V into one projection."""
+    layers = []
+    for i in range(config.num_layers):
+        p = f"encoder.layer.{i}."
+        a = p + "attention."
+        layers.append(LayerWeights(
+            qkv_weight=np.concatenate([tensors[a + f"self.{x}.weight"] for x in ("query", "key", "value")]),
+            qkv_bias=np.concatenate([tensors[a + f"self.{x}.bias"] for x in ("query", "key", "value")]),
+            attn_out_weight=tensors[a + "output.dense.weight"],
+            attn_out_bias=tensors[a + "output.dense.bias"],
+            attn_norm_gamma=tensors[a + "output.LayerNorm.weight"],
+            attn_norm_beta=tensors[a + "output.LayerNorm.bias"],
+            ffn_in_weight=tensors[p + "intermediate.dense.weight"],
+            ffn_in_bias=tensors[p + "intermediate.dense.bias"],
+            ffn_out_weight=tensors[p + "output.dense.weight"],
+            ffn_out_bias=tensors[p + "output.dense.bias"],
+            ffn_norm_gamma=tensors[p + "output.LayerNorm.weight"],
+            ffn_norm_beta=tensors[p + "output.LayerNorm.bias"],
+        ))
+    return Weights(
+        word_embeddings=tensors["embeddings.word_embeddings.weight"],
+        position_embeddings=tensors["embeddings.position_embeddings.weight"],
+        type_embeddings=tensors["embeddings.token_type_embeddings.weight"],
+        embed_norm_gamma=tensors["embeddings.LayerNorm.weight"],
+        embed_norm_beta=tensors["embeddings.LayerNorm.bias"],
+        layers=tuple(layers),
+    )
