@@ -266,6 +266,13 @@ class SentenceTransformer:
 
         return tqdm(total=total, desc="Batches", unit="texts", file=sys.stderr)
 
+    def warmup(self):
+        """Compile (or load from the cache) every kernel this model uses, serial and parallel paths."""
+        self.encode("warm up")
+        long_text = " ".join(["word"] * (self.max_seq_length * 2))
+        self.encode([long_text] * 8 + ["a short one"] * 64, batch_size=64)
+        self.encode(long_text, output_value="token_embeddings")
+
     def similarity(self, embeddings1, embeddings2):
         """Pairwise similarity by ``similarity_fn_name``: ``(len(a), len(b))`` float32."""
         name = self.similarity_fn_name

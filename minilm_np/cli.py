@@ -1,0 +1,314 @@
+"""The ``minilm-np`` command line: embed, similarity, search, quantize, bench, parity, info, warmup."""
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+
+EPILOGS = {
+    "embed": """examples:
+  minilm-np embed "A first sentence." "A second one."           # JSON lines on stdout
+  minilm-np embed --input texts.txt --output vectors.npy        # one text per line
+  cat texts.txt | minilm-np embed --input - --output out.jsonl
+  minilm-np embed --input docs.jsonl --field body --output out.csv
+  minilm-np embed --input table.csv --column text --quantize w8a8 --truncate-dim 128 --output out.npy""",
+    "similarity": """examples:
+  minilm-np similarity "A cat sits on the mat." "A feline rests on a rug."
+  minilm-np similarity --input pairs.tsv        # two tab-separated texts per line; one score per line""",
+    "search": """examples:
+  minilm-np search --corpus faq.txt --query "how do I reset my password" -k 5
+  minilm-np embed --input faq.txt --output faq.npy --normalize
+  minilm-np search --corpus faq.txt --corpus-embeddings faq.npy --query "reset password\"""",
+    "quantize": """examples:
+  minilm-np quantize --mode w8a8 --output minilm-w8a8            # the default model
+  minilm-np quantize path/to/model --mode w8 --output model-w8""",
+    "bench": """examples:
+  minilm-np bench --quick
+  minilm-np bench --threads 1,2 --rounds 5""",
+    "parity": """examples:
+  minilm-np parity                        # the committed parity corpus vs sentence-transformers
+  minilm-np parity --input texts.txt --quantize w8a8""",
+    "info": """examples:
+  minilm-np info
+  minilm-np info --model path/to/model --json""",
+    "warmup": """examples:
+  minilm-np warmup                        # compile and cache every kernel ahead of time""",
+}
+
+
+class UsageError(Exception):
+    """A problem with the command line itself (exit code 2)."""
+
+
+def _add_model_options(p, quantize=True):
+    p.add_argument("--model", default=None, help="model directory or hub id (default: all-MiniLM-L6-v2)")
+    if quantize:
+        p.add_argument("--quantize", choices=["w8", "w8a16", "w8a8"], default=None, help="int8 mode")
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--backend", choices=["numba", "numpy"], default=None, help="kernel backend")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="minilm-np", description="Sentence embeddings with BERT sentence "
+                                     "models (all-MiniLM-L6-v2 by default) in numpy + numba, no PyTorch.",
+                                     epilog="run `minilm-np COMMAND --help` for a command's options and examples",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("embed", "embed texts and write their vectors")
+    p.add_argument("texts", nargs="*", help="texts to embed (or use --input)")
+    p.add_argument("--input", "-i", help="file of texts: .txt (one per line), .jsonl (--field), .csv "
+                   "(--column); - for stdin")
+    p.add_argument("--field", default="text", help="JSON field of a .jsonl input (default: text)")
+    p.add_argument("--column", default="text", help="column of a .csv input (default: text)")
+    p.add_argument("--format", choices=["txt", "jsonl", "csv"], help="input format (default: from the suffix)")
+    p.add_argument("--output", "-o", help="output .npy, .jsonl or .csv (default: JSON lines on stdout)")
+    _add_model_options(p)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="unit-length vectors (default: as the model says)")
+    p.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    p = command("similarity", "similarity of two texts, or of each pair in a TSV file")
+    p.add_argument("texts", nargs="*", help="two texts")
+    p.add_argument("--input", "-i", help="TSV file (- for stdin): two texts per line")
+    _add_model_options(p)
+
+    p = command("search", "rank a corpus's lines by similarity to a query")
+    p.add_argument("--corpus", required=True, help="corpus file, one text per line")
+    p.add_argument("--query", required=True, action="append", help="query text (repeatable)")
+    p.add_argument("-k", "--top-k", type=int, default=10)
+    p.add_argument("--corpus-embeddings", help=".npy of the corpus's embeddings, to reuse")
+    _add_model_options(p)
+
+    p = command("quantize", "write an int8 model directory")
+    p.add_argument("model", nargs="?", default=None, help="model directory or hub id (default: all-MiniLM-L6-v2)")
+    p.add_argument("--mode", choices=["w8", "w8a16", "w8a8"], required=True)
+    p.add_argument("--output", "-o", required=True, help="new directory to write")
+
+    p = command("bench", "run the benchmark harness (bench/run.py)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to bench/run.py")
+
+    p = command("parity", "compare with sentence-transformers (when installed) and print the figures")
+    p.add_argument("--input", "-i", help="texts file, one per line (default: the committed parity corpus)")
+    _add_model_options(p)
+
+    p = command("info", "model source, configuration, sizes, backend, CPU features, cache location")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_options(p)
+
+    p = command("warmup", "compile and cache every numba kernel ahead of time")
+    _add_model_options(p)
+    return parser
+
+
+def _load(args):
+    import minilm_np
+
+    return minilm_np.load(args.model, threads=args.threads, backend=args.backend,
+                          quantize=getattr(args, "quantize", None))
+
+
+def _read_lines(path):
+    if path == "-":
+        return [line.rstrip("\r\n") for line in sys.stdin]
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\r\n") for line in f]
+
+
+def read_texts(path, fmt=None, field="text", column="text"):
+    """Texts from a .txt / .jsonl / .csv file or stdin (``-``)."""
+    fmt = fmt or ("jsonl" if path.endswith((".jsonl", ".ndjson")) else "csv" if path.endswith(".csv") else "txt")
+    if fmt == "txt":
+        return _read_lines(path)
+    content = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    if fmt == "jsonl":
+        texts = []
+        for number, line in enumerate(content.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not JSON ({error})") from None
+            if not isinstance(record, dict) or field not in record:
+                raise ValueError(f"{path}:{number}: no field {field!r}")
+            texts.append(str(record[field]))
+        return texts
+    reader = csv.DictReader(io.StringIO(content))
+    if column not in (reader.fieldnames or []):
+        raise ValueError(f"{path}: no column {column!r} (columns: {reader.fieldnames})")
+    return [row[column] for row in reader]
+
+
+def write_vectors(vectors, path, texts):
+    """Write ``(n, dim)`` vectors to .npy / .jsonl / .csv, or JSON lines on stdout."""
+    import numpy as np
+
+    if path is None or path.endswith((".jsonl", ".ndjson")):
+        out = sys.stdout if path is None else open(path, "w", encoding="utf-8")
+        for text, vector in zip(texts, vectors):
+            out.write(json.dumps({"text": text, "embedding": [round(float(v), 7) for v in vector]},
+                                 ensure_ascii=False) + "\n")
+        if path is not None:
+            out.close()
+    elif path.endswith(".npy"):
+        np.save(path, vectors)
+    elif path.endswith(".csv"):
+        np.savetxt(path, vectors, delimiter=",", fmt="%.7g")
+    else:
+        raise UsageError(f"--output {path}: use a .npy, .jsonl or .csv file")
+
+
+def cmd_embed(args):
+    if not args.texts and args.input is None:
+        raise UsageError("embed: give texts as arguments or --input FILE (- for stdin)")
+    if args.texts and args.input is not None:
+        raise UsageError("embed: give texts as arguments or --input, not both")
+    if args.output and not args.output.endswith((".npy", ".jsonl", ".ndjson", ".csv")):
+        raise UsageError(f"--output {args.output}: use a .npy, .jsonl or .csv file")
+    texts = args.texts or read_texts(args.input, args.format, args.field, args.column)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.truncate_dim is not None and args.truncate_dim < 1:
+        raise UsageError(f"--truncate-dim must be >= 1, got {args.truncate_dim}")
+    model = _load(args)
+    if args.normalize is False and model.config.normalize:
+        raise UsageError("--no-normalize: this model normalises its vectors itself (Normalize in modules.json)")
+    show = False if args.quiet or not texts else None
+    vectors = model.encode(texts, batch_size=args.batch_size, show_progress_bar=show,
+                           normalize_embeddings=bool(args.normalize), truncate_dim=args.truncate_dim)
+    write_vectors(vectors, args.output, texts)
+    if args.output:
+        print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 to {args.output}", file=sys.stderr)
+
+
+def cmd_similarity(args):
+    if args.input is not None:
+        pairs = []
+        for number, line in enumerate(_read_lines(args.input), 1):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise ValueError(f"{args.input}:{number}: expected two tab-separated texts, got {len(parts)} fields")
+            pairs.append(parts)
+        model = _load(args)
+        a = model.encode([p[0] for p in pairs])
+        b = model.encode([p[1] for p in pairs])
+        for score in model.similarity_pairwise(a, b):
+            print(f"{score:.6f}")
+        return
+    if len(args.texts) != 2:
+        raise UsageError(f"similarity: give exactly two texts (got {len(args.texts)}) or --input pairs.tsv")
+    model = _load(args)
+    a, b = model.encode(args.texts)
+    print(f"{float(model.similarity(a, b)[0, 0]):.6f}")
+
+
+def cmd_search(args):
+    import numpy as np
+
+    from .util import semantic_search
+
+    if args.top_k < 1:
+        raise UsageError(f"-k must be >= 1, got {args.top_k}")
+    corpus = _read_lines(args.corpus)
+    model = _load(args)
+    if args.corpus_embeddings:
+        embeddings = np.load(args.corpus_embeddings, allow_pickle=False)
+        if embeddings.ndim != 2 or len(embeddings) != len(corpus):
+            raise ValueError(f"{args.corpus_embeddings}: shape {embeddings.shape} does not match the corpus's "
+                             f"{len(corpus)} lines")
+    else:
+        embeddings = model.encode(corpus)
+    queries = model.encode(args.query)
+    for query, hits in zip(args.query, semantic_search(queries, embeddings, top_k=args.top_k,
+                                                       score_function=model.similarity)):
+        if len(args.query) > 1:
+            print(f"# {query}")
+        for rank, hit in enumerate(hits, 1):
+            print(f"{rank}\t{hit['score']:.4f}\t{corpus[hit['corpus_id']]}")
+
+
+def cmd_quantize(args):
+    from .quantize import write_quantized
+
+    path = write_quantized(args.model, args.mode, args.output)
+    print(f"wrote {args.mode} model to {path}", file=sys.stderr)
+
+
+def cmd_bench(args):
+    import runpy
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "run.py")
+    if not os.path.exists(script):
+        raise RuntimeError(f"{script} not found: the bench harness ships with the source tree, not the wheel")
+    sys.argv = [script] + [a for a in args.args if a != "--"]
+    runpy.run_path(script, run_name="__main__")
+
+
+def cmd_parity(args):
+    from .parity import run_parity
+
+    run_parity(args)
+
+
+def cmd_info(args):
+    from .info import model_info
+
+    info = model_info(_load(args))
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>22}: {value}")
+
+
+def cmd_warmup(args):
+    import time
+
+    start = time.perf_counter()
+    model = _load(args)
+    model.warmup()
+    print(f"kernels for {model.backend} backend, quantize={model.quantization}, compiled and cached "
+          f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+
+
+COMMANDS = {"embed": cmd_embed, "similarity": cmd_similarity, "search": cmd_search, "quantize": cmd_quantize,
+            "bench": cmd_bench, "parity": cmd_parity, "info": cmd_info, "warmup": cmd_warmup}
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"minilm-np {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as error:  # every other failure: one line, unless --debug
+        if args.debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"minilm-np {args.command}: error: {type(error).__name__}: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""What ``minilm-np info`` reports about a loaded model and this machine."""
+import os
+
+import numpy as np
+
+
+def cpu_features():
+    """The CPU features the kernels care about, as seen by LLVM (empty when unknown)."""
+    try:
+        from llvmlite import binding
+
+        features = binding.get_host_cpu_features()
+        return sorted(f for f in ("avx2", "fma", "avx512f", "avx512vnni", "avxvnni", "neon") if features.get(f))
+    except Exception:
+        return []
+
+
+def model_info(model) -> dict:
+    """A flat dict describing the model, its files and the runtime."""
+    from .kernels._numba_env import CACHE_DIR
+
+    cfg = model.config
+    params = 0
+    for value in vars(model.weights).values():
+        for array in (vars(value).values() if hasattr(value, "__dataclass_fields__") else
+                      [v for layer in value for v in vars(layer).values()] if isinstance(value, tuple) else [value]):
+            params += int(getattr(array, "size", 0) or getattr(array, "n_params", 0))
+    files = {}
+    for root, _, names in os.walk(model.model_dir):
+        for name in names:
+            path = os.path.join(root, name)
+            files[os.path.relpath(path, model.model_dir)] = os.path.getsize(os.path.realpath(path))
+    return {
+        "source": model.source,
+        "directory": model.model_dir,
+        "layers": cfg.num_layers,
+        "hidden_size": cfg.hidden_size,
+        "heads": cfg.num_heads,
+        "intermediate_size": cfg.intermediate_size,
+        "vocab_size": cfg.vocab_size,
+        "max_seq_length": model.max_seq_length,
+        "pooling": "+".join(cfg.pooling_modes),
+        "normalize": cfg.normalize,
+        "embedding_dim": model.get_sentence_embedding_dimension(),
+        "parameters": params,
+        "quantization": model.quantization or cfg.quantization or "none (float32)",
+        "files_mb": ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(files.items()) if v > 100_000) or "-",
+        "backend": model.backend,
+        "threads": model.threads,
+        "cpu_features": " ".join(cpu_features()) or "unknown",
+        "numba_cache": CACHE_DIR,
+        "numpy": np.__version__,
+    }

