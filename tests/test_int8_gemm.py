@@ -1,0 +1,239 @@
+"""int8 GEMM kernels (minilm_np.kernels.int8_gemm): bit-exact against an int64 numpy matmul.
+
+Every kernel test runs on both implementations: the AVX2 micro-kernels (skipped on CPUs
+without AVX2) and the portable numba loops, selected with ``int8_gemm.select``.
+"""
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minilm_np.kernels import int8_gemm as g
+
+IMPLS = [pytest.param(True, id="avx2", marks=pytest.mark.skipif(not g.HAVE_AVX2, reason="no AVX2")),
+         pytest.param(False, id="portable")]
+HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+GUARD = -0x5A5A5A5A
+
+# (a low, a high) per kernel; u8s8's precondition is 0 <= a <= 127, s16s8 takes any int16
+# (K is kept small enough below that the int32 accumulator cannot overflow).
+KINDS = {
+    "u8s8": dict(pack=g.pack_weights_u8s8, gemm=g.gemm_u8s8, ref=g.gemm_u8s8_reference,
+                 dtype=np.uint8, lo=0, hi=127),
+    "s16s8": dict(pack=g.pack_weights_s16s8, gemm=g.gemm_s16s8, ref=g.gemm_s16s8_reference,
+                  dtype=np.int16, lo=-32768, hi=32767),
+}
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request):
+    previous = g.select(request.param)
+    assert g.using_avx2() is request.param
+    yield request.param
+    g.select(previous)
+
+
+@pytest.fixture
+def force_parallel(monkeypatch):
+    """Run every product through the parallel driver, on at least two threads."""
+    monkeypatch.setattr(g, "PARALLEL_MIN_OPS", 0)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(max(2, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    yield
+    numba.set_num_threads(threads)
+
+
+def oracle(a, w):
+    """Independent spec: int64 matmul of the unpacked operands, wrapped to int32."""
+    return (a.astype(np.int64) @ w.astype(np.int64).T).astype(np.int32)
+
+
+def draw_operands(kind, m, k, n, pattern, seed):
+    spec = KINDS[kind]
+    rng = np.random.default_rng(seed)
+    lo, hi = spec["lo"], spec["hi"]
+    if pattern == "random":
+        a = rng.integers(lo, hi + 1, (m, k))
+        w = rng.integers(-128, 128, (n, k))
+    elif pattern == "max":  # largest positive products
+        a = np.full((m, k), hi)
+        w = np.full((n, k), 127)
+    elif pattern == "min":  # largest negative products (|w| = 128 too)
+        a = np.full((m, k), hi)
+        w = np.full((n, k), -128)
+    elif pattern == "neg127":
+        a = np.full((m, k), hi)
+        w = np.full((n, k), -127)
+    elif pattern == "zero":
+        a = np.zeros((m, k))
+        w = rng.integers(-128, 128, (n, k))
+    else:  # "extremes": every entry at an end of its range
+        a = rng.choice([lo, hi], (m, k))
+        w = rng.choice([-128, -127, 127], (n, k))
+    return a.astype(spec["dtype"]), w.astype(np.int8)
+
+
+def run_case(kind, a, w, out=None):
+    spec = KINDS[kind]
+    n = w.shape[0]
+    packed = spec["pack"](w)
+    got = spec["gemm"](a, packed, n, out=out)
+    expected = oracle(a, w)
+    assert got.dtype == np.int32 and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(spec["ref"](a, packed, n), expected)
+    return got
+
+
+PATTERNS = st.sampled_from(["random", "random", "random", "max", "min", "neg127", "zero", "extremes"])
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+@HYP
+@given(m=st.one_of(st.integers(1, 9), st.sampled_from([16, 17, 31, 33])),
+       k=st.integers(1, 200), n=st.integers(1, 70), pattern=PATTERNS, seed=st.integers(0, 2**32 - 1))
+def test_exact_small_shapes(impl, kind, m, k, n, pattern, seed):
+    a, w = draw_operands(kind, m, k, n, pattern, seed)
+    run_case(kind, a, w)
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.integers(1, 40), k=st.integers(1, 100), n=st.integers(1, 90), pattern=PATTERNS,
+       seed=st.integers(0, 2**32 - 1))
+def test_exact_parallel_driver(impl, force_parallel, kind, m, k, n, pattern, seed):
+    a, w = draw_operands(kind, m, k, n, pattern, seed)
+    run_case(kind, a, w)
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+@HYP
+@given(m=st.integers(1, 13), k=st.integers(1, 90), n=st.integers(1, 50),
+       pad=st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 20), st.integers(0, 3)),
+       row_step=st.sampled_from([1, 2]), seed=st.integers(0, 2**32 - 1))
+def test_out_view_guard_never_written(impl, kind, m, k, n, pad, row_step, seed):
+    """``out`` is a view inside a guard-filled buffer: only the (M, N) window may change."""
+    top, left, right, bottom = pad
+    a, w = draw_operands(kind, m, k, n, "random", seed)
+    buf = np.full((top + row_step * m + bottom, left + n + right), GUARD, dtype=np.int32)
+    out = buf[top:top + row_step * m:row_step, left:left + n]
+    got = run_case(kind, a, w, out=out)
+    assert got is out
+    mask = np.ones(buf.shape, dtype=bool)
+    mask[top:top + row_step * m:row_step, left:left + n] = False
+    assert (buf[mask] == GUARD).all(), "a kernel wrote outside its output window"
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+@pytest.mark.parametrize("m,k,n", [(1, 384, 1536), (3, 1536, 384), (37, 384, 1152), (130, 1536, 390)])
+def test_exact_model_shapes(impl, kind, m, k, n):
+    a, w = draw_operands(kind, m, k, n, "random", m * 7919 + n)
+    if kind == "s16s8":
+        a = np.clip(a, -2047, 2047).astype(np.int16)  # keeps K=1536 sums inside int32
+    run_case(kind, a, w)
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+def test_model_shape_parallel_guarded(impl, force_parallel, kind):
+    m, k, n = 67, 1536, 1160  # tiles and panels both ragged, K=1536 blocks the rows of A
+    a, w = draw_operands(kind, m, k, n, "extremes", 3)
+    if kind == "s16s8":
+        a = np.clip(a, -2047, 2047).astype(np.int16)
+    buf = np.full((m + 2, n + 5), GUARD, dtype=np.int32)
+    run_case(kind, a, w, out=buf[1:-1, 2:-3])
+    assert (buf[0] == GUARD).all() and (buf[-1] == GUARD).all()
+    assert (buf[:, :2] == GUARD).all() and (buf[:, -3:] == GUARD).all()
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+def test_strided_operands(impl, kind):
+    """A non-contiguous ``a`` (copied) and an ``out`` with a column stride (computed aside)."""
+    m, k, n = 11, 45, 29
+    a, w = draw_operands(kind, m, k + 7, n, "random", 5)
+    a = a[:, 3:3 + k]
+    w = np.ascontiguousarray(w[:, 3:3 + k])
+    buf = np.full((m, 2 * n + 1), GUARD, dtype=np.int32)
+    run_case(kind, a, w, out=buf[:, ::2][:, :n])
+    assert (buf[:, 1::2] == GUARD).all()
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+def test_empty(impl, kind):
+    spec = KINDS[kind]
+    w = np.ones((5, 7), dtype=np.int8)
+    assert spec["gemm"](np.zeros((0, 7), spec["dtype"]), spec["pack"](w), 5).shape == (0, 5)
+    w0 = np.ones((0, 7), dtype=np.int8)
+    assert spec["gemm"](np.zeros((3, 7), spec["dtype"]), spec["pack"](w0), 0).shape == (3, 0)
+
+
+def test_saturation_edge_u8s8(impl):
+    """a = 127 against w = -128 / 127 pairs: the largest vpmaddubsw pair sums, still exact."""
+    k = 64
+    a = np.full((2, k), 127, dtype=np.uint8)
+    w = np.stack([np.full(k, -128), np.full(k, 127), np.tile([127, -128], k // 2)]).astype(np.int8)
+    got = g.gemm_u8s8(a, g.pack_weights_u8s8(w), 3)
+    np.testing.assert_array_equal(got, [[-127 * 128 * k, 127 * 127 * k, -127 * k // 2]] * 2)
+
+
+@pytest.mark.parametrize("pack,kg,dtype", [(g.pack_weights_u8s8, 4, np.int8),
+                                           (g.pack_weights_s16s8, 2, np.int16)])
+@HYP
+@given(n=st.integers(1, 40), k=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
+def test_pack_layout_roundtrip(pack, kg, dtype, n, k, seed):
+    w = np.random.default_rng(seed).integers(-128, 128, (n, k)).astype(np.int8)
+    packed = pack(w)
+    assert packed.dtype == dtype and packed.flags.c_contiguous
+    assert packed.shape == (-(-n // g.PANEL), -(-k // kg), g.PANEL, kg)
+    np.testing.assert_array_equal(g.unpack_weights(packed, n, k), w)
+    j, kk = n - 1, k - 1  # the documented index map
+    assert packed[j // g.PANEL, kk // kg, j % g.PANEL, kk % kg] == w[j, kk]
+    assert packed.sum(dtype=np.int64) == w.sum(dtype=np.int64)  # the padding is zero
+
+
+def test_argument_errors():
+    w = np.ones((20, 10), dtype=np.int8)
+    p8 = g.pack_weights_u8s8(w)
+    a = np.ones((3, 10), dtype=np.uint8)
+    with pytest.raises(TypeError):
+        g.gemm_u8s8(a.astype(np.int16), p8, 20)
+    with pytest.raises(TypeError):
+        g.gemm_u8s8(a, g.pack_weights_s16s8(w), 20)
+    with pytest.raises(ValueError):
+        g.gemm_u8s8(np.ones((3, 13), dtype=np.uint8), p8, 20)  # K does not match the packing
+    with pytest.raises(ValueError):
+        g.gemm_u8s8(a, p8, 40)  # N does not match the packing
+    with pytest.raises(ValueError):
+        g.gemm_u8s8(a, p8, 20, out=np.empty((3, 19), dtype=np.int32))
+    with pytest.raises(TypeError):
+        g.pack_weights_u8s8(w.astype(np.int16))
+
+
+def test_select():
+    assert isinstance(g.HAVE_AVX2, bool)
+    previous = g.select(False)
+    try:
+        assert g.using_avx2() is False
+        g.select(True)
+        assert g.using_avx2() is g.HAVE_AVX2  # never turns AVX2 on where it is missing
+        g.select(None)
+        assert g.using_avx2() is g.HAVE_AVX2
+    finally:
+        g.select(previous)
+
+
+def test_import_without_avx2_falls_back():
+    """With AVX2 reported missing the module imports and computes on the portable path."""
+    code = ("import numpy as np\n"
+            "from minilm_np.kernels import int8_gemm as g\n"
+            "assert g.HAVE_AVX2 is False and g.using_avx2() is False\n"
+            "w = np.arange(-60, 60, dtype=np.int8).reshape(8, 15)\n"
+            "a = np.arange(45, dtype=np.uint8).reshape(3, 15)\n"
+            "c = g.gemm_u8s8(a, g.pack_weights_u8s8(w), 8)\n"
+            "assert (c == a.astype(np.int64) @ w.astype(np.int64).T).all()\n")
+    env = dict(os.environ, MINILM_NP_INT8_AVX2="0")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
