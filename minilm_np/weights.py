@@ -14,7 +14,13 @@ IGNORED_PREFIXES = ("pooler.", "cls.", "embeddings.position_ids")
 
 @dataclass(frozen=True)
 class LayerWeights:
-    """One encoder layer. Linear weights are ``(out_features, in_features)`` float32, as stored."""
+    """One encoder layer.
+
+    Linear weights are ``(out_features, in_features)`` float32, as stored, but laid out in
+    Fortran order: ``weight.T`` is then C-contiguous ``(in, out)`` and ``x @ weight.T`` is a
+    plain NN GEMM, which OpenBLAS runs up to 2.8x faster than the NT form for a few rows (it
+    repacks a transposed B on every call).
+    """
     qkv_weight: np.ndarray        # (3 * hidden, hidden): query, key and value stacked
     qkv_bias: np.ndarray          # (3 * hidden,)
     attn_out_weight: np.ndarray   # (hidden, hidden)
@@ -82,7 +88,8 @@ def check_tensors(tensors: dict, expected: dict, path: str) -> None:
     missing = [name for name in expected if name not in tensors]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing{more}")
+        raise ModelFileError(f"{path}: tensor {missing[0]!r} is missing{more}: the file is incomplete or "
+                             "does not match config.json")
     unexpected = [name for name in tensors if name not in expected and not name.startswith(IGNORED_PREFIXES)]
     if unexpected:
         raise ModelFileError(f"{path}: unexpected tensor {unexpected[0]!r} "
@@ -99,6 +106,31 @@ def check_tensors(tensors: dict, expected: dict, path: str) -> None:
                              f"{tensors['embeddings.position_ids'].dtype}, expected int64")
 
 
+def safetensors_path(model_dir: str) -> str:
+    """Path of the directory's ``model.safetensors``; checked before anything else is read.
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing. When ``pytorch_model.bin`` is there instead, the message says how to
+        convert it: that file is a pickle, which minilm-np never opens (unpickling can run code).
+    """
+    path = os.path.join(model_dir, "model.safetensors")
+    if os.path.exists(path):
+        return path
+    pickled = os.path.join(model_dir, "pytorch_model.bin")
+    if os.path.exists(pickled):
+        raise ModelFileError(
+            f"{path}: missing; the directory holds pytorch_model.bin, a pickle, which minilm-np never "
+            "loads (unpickling can run code). Convert it once, where torch is installed and you trust the "
+            "file: python -c \"import torch; from safetensors.torch import save_file; save_file({k: v.contiguous() "
+            f"for k, v in torch.load('{pickled}', weights_only=True).items()}}, '{path}')\"")
+    if os.path.exists(os.path.join(model_dir, "model.safetensors.index.json")):
+        raise ModelFileError(f"{path}: missing; the directory holds a sharded checkpoint "
+                             "(model.safetensors.index.json), which minilm-np does not read: save it as one file")
+    raise ModelFileError(f"{path}: missing (a model directory needs model.safetensors)")
+
+
 def load_weights(model_dir: str, config: Config) -> Weights:
     """Map ``model.safetensors`` and arrange its tensors for the forward pass.
 
@@ -108,20 +140,16 @@ def load_weights(model_dir: str, config: Config) -> Weights:
         The file is missing (with a hint when only ``pytorch_model.bin`` is there), corrupt, or
         does not match ``config.json``.
     """
-    path = os.path.join(model_dir, "model.safetensors")
-    if not os.path.exists(path):
-        if os.path.exists(os.path.join(model_dir, "pytorch_model.bin")):
-            raise ModelFileError(
-                f"{path}: missing; the directory holds only pytorch_model.bin, a pickle, which minilm-np never "
-                "loads (unpickling can run code). Convert it once where torch is installed: python -c "
-                "\"import torch; from safetensors.torch import save_file; "
-                f"save_file(torch.load('{os.path.join(model_dir, 'pytorch_model.bin')}', weights_only=True), "
-                f"'{path}')\"")
-        raise ModelFileError(f"{path}: missing (a model directory needs model.safetensors)")
+    path = safetensors_path(model_dir)
     tensors, _ = read_safetensors(path)
     tensors = strip_prefix(tensors)
     check_tensors(tensors, expected_tensors(config), path)
     return arrange(tensors, config)
+
+
+def gemm_layout(weight):
+    """The same ``(out, in)`` matrix in Fortran order (a copy), see :class:`LayerWeights`."""
+    return np.asfortranarray(weight)
 
 
 def arrange(tensors: dict, config: Config) -> Weights:
@@ -131,15 +159,16 @@ def arrange(tensors: dict, config: Config) -> Weights:
         p = f"encoder.layer.{i}."
         a = p + "attention."
         layers.append(LayerWeights(
-            qkv_weight=np.concatenate([tensors[a + f"self.{x}.weight"] for x in ("query", "key", "value")]),
+            qkv_weight=gemm_layout(np.concatenate([tensors[a + f"self.{x}.weight"]
+                                                   for x in ("query", "key", "value")])),
             qkv_bias=np.concatenate([tensors[a + f"self.{x}.bias"] for x in ("query", "key", "value")]),
-            attn_out_weight=tensors[a + "output.dense.weight"],
+            attn_out_weight=gemm_layout(tensors[a + "output.dense.weight"]),
             attn_out_bias=tensors[a + "output.dense.bias"],
             attn_norm_gamma=tensors[a + "output.LayerNorm.weight"],
             attn_norm_beta=tensors[a + "output.LayerNorm.bias"],
-            ffn_in_weight=tensors[p + "intermediate.dense.weight"],
+            ffn_in_weight=gemm_layout(tensors[p + "intermediate.dense.weight"]),
             ffn_in_bias=tensors[p + "intermediate.dense.bias"],
-            ffn_out_weight=tensors[p + "output.dense.weight"],
+            ffn_out_weight=gemm_layout(tensors[p + "output.dense.weight"]),
             ffn_out_bias=tensors[p + "output.dense.bias"],
             ffn_norm_gamma=tensors[p + "output.LayerNorm.weight"],
             ffn_norm_beta=tensors[p + "output.LayerNorm.bias"],
