@@ -1,6 +1,7 @@
 """Setting the BLAS and numba thread counts at run time, without extra dependencies."""
 import ctypes
 import glob
+import numbers
 import os
 
 _SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
@@ -59,15 +60,23 @@ def resolve_threads(threads):
             threads = int(env)
         except ValueError:
             raise ValueError(f"$MINILM_NP_THREADS must be a positive integer, got {env!r}") from None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise ValueError(f"{source} must be a positive integer, got {threads!r}")
-    return threads
+    return int(threads)
 
 
 def apply_threads(n: int, numba_backend: bool) -> None:
     """Use ``n`` threads in BLAS and, for the numba backend, in numba's parallel kernels."""
     set_blas_threads(n)
     if numba_backend:
-        import numba
+        set_numba_threads(n)
 
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+def set_numba_threads(n: int) -> None:
+    """Use ``n`` threads (at most numba's pool size) in parallel kernels launched from this thread.
+
+    numba's setting is thread-local, so an encoder calls this at the start of every encode.
+    """
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

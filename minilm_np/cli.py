@@ -23,11 +23,17 @@ EPILOGS = {
     "quantize": """examples:
   minilm-np quantize --mode w8a8 --output minilm-w8a8            # the default model
   minilm-np quantize path/to/model --mode w8 --output model-w8""",
-    "bench": """examples:
+    "bench": """every argument after `bench` goes to bench/run.py (source checkout only); its options:
+  minilm-np bench -- --help
+
+examples:
   minilm-np bench --quick
-  minilm-np bench --threads 1,2 --rounds 5""",
-    "parity": """examples:
-  minilm-np parity                        # the committed parity corpus vs sentence-transformers
+  minilm-np bench --threads 1,2 --rounds 5
+  minilm-np bench --runtimes minilm-np,sentence-transformers --threads 2 --no-cold""",
+    "parity": """needs sentence-transformers: pip install torch==2.13.0 && pip install sentence-transformers
+
+examples:
+  minilm-np parity                        # the parity corpus (source checkout) or a built-in sample
   minilm-np parity --input texts.txt --quantize w8a8""",
     "info": """examples:
   minilm-np info
@@ -37,20 +43,42 @@ EPILOGS = {
 }
 
 
+# embed shows a progress bar (on a terminal, without --quiet) from this many texts.
+PROGRESS_MIN_TEXTS = 100
+
+
 class UsageError(Exception):
     """A problem with the command line itself (exit code 2)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit code 2), not the usage block too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (anything else is a usage error, exit code 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _add_model_options(p, quantize=True):
     p.add_argument("--model", default=None, help="model directory or hub id (default: all-MiniLM-L6-v2)")
     if quantize:
         p.add_argument("--quantize", choices=["w8", "w8a16", "w8a8"], default=None, help="int8 mode")
-    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
     p.add_argument("--backend", choices=["numba", "numpy"], default=None, help="kernel backend")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="minilm-np", description="Sentence embeddings with BERT sentence "
+    parser = OneLineParser(prog="minilm-np", description="Sentence embeddings with BERT sentence "
                                      "models (all-MiniLM-L6-v2 by default) in numpy + numba, no PyTorch.",
                                      epilog="run `minilm-np COMMAND --help` for a command's options and examples",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,10 +98,10 @@ def build_parser():
     p.add_argument("--format", choices=["txt", "jsonl", "csv"], help="input format (default: from the suffix)")
     p.add_argument("--output", "-o", help="output .npy, .jsonl or .csv (default: JSON lines on stdout)")
     _add_model_options(p)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="unit-length vectors (default: as the model says)")
-    p.add_argument("--truncate-dim", type=int, default=None, help="keep the first N dimensions")
+    p.add_argument("--truncate-dim", type=positive_int, default=None, help="keep the first N dimensions")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = command("similarity", "similarity of two texts, or of each pair in a TSV file")
@@ -84,7 +112,7 @@ def build_parser():
     p = command("search", "rank a corpus's lines by similarity to a query")
     p.add_argument("--corpus", required=True, help="corpus file, one text per line")
     p.add_argument("--query", required=True, action="append", help="query text (repeatable)")
-    p.add_argument("-k", "--top-k", type=int, default=10)
+    p.add_argument("-k", "--top-k", type=positive_int, default=10, help="hits per query (default: 10)")
     p.add_argument("--corpus-embeddings", help=".npy of the corpus's embeddings, to reuse")
     _add_model_options(p)
 
@@ -97,7 +125,9 @@ def build_parser():
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to bench/run.py")
 
     p = command("parity", "compare with sentence-transformers (when installed) and print the figures")
-    p.add_argument("--input", "-i", help="texts file, one per line (default: the committed parity corpus)")
+    p.add_argument("--input", "-i", help="texts file: .txt one per line, .jsonl (field text), .csv (column "
+                   "text), .json list (default: tests/data/parity_corpus.json in a source checkout, else a "
+                   "built-in sample)")
     _add_model_options(p)
 
     p = command("info", "model source, configuration, sizes, backend, CPU features, cache location")
@@ -140,7 +170,9 @@ def read_texts(path, fmt=None, field="text", column="text"):
                 raise ValueError(f"{path}:{number}: not JSON ({error})") from None
             if not isinstance(record, dict) or field not in record:
                 raise ValueError(f"{path}:{number}: no field {field!r}")
-            texts.append(str(record[field]))
+            if not isinstance(record[field], str):
+                raise ValueError(f"{path}:{number}: field {field!r} is {type(record[field]).__name__}, not a string")
+            texts.append(record[field])
         return texts
     reader = csv.DictReader(io.StringIO(content))
     if column not in (reader.fieldnames or []):
@@ -182,7 +214,8 @@ def cmd_embed(args):
     model = _load(args)
     if args.normalize is False and model.config.normalize:
         raise UsageError("--no-normalize: this model normalises its vectors itself (Normalize in modules.json)")
-    show = False if args.quiet or not texts else None
+    # A bar for inputs long enough to wait for, on a terminal only (never in a pipe or a log file).
+    show = not args.quiet and len(texts) >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
     vectors = model.encode(texts, batch_size=args.batch_size, show_progress_bar=show,
                            normalize_embeddings=bool(args.normalize), truncate_dim=args.truncate_dim)
     write_vectors(vectors, args.output, texts)
@@ -286,11 +319,24 @@ COMMANDS = {"embed": cmd_embed, "similarity": cmd_similarity, "search": cmd_sear
             "bench": cmd_bench, "parity": cmd_parity, "info": cmd_info, "warmup": cmd_warmup}
 
 
+def _split_bench(argv):
+    """``(minilm-np argv, bench argv or None)``: everything after ``bench`` goes to bench/run.py as is
+    (argparse's REMAINDER would stop at the first option), except a lone ``-h/--help``."""
+    at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if at is None or argv[at] != "bench" or argv[at + 1:] in (["-h"], ["--help"]):
+        return argv, None
+    return argv[:at + 1], argv[at + 1:]
+
+
 def main(argv=None):
     parser = build_parser()
+    argv, bench_args = _split_bench(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
+    if bench_args is not None:
+        args.args = bench_args
     if args.command is None:
-        parser.print_help(sys.stderr)
+        print(f"minilm-np: error: a command is required ({', '.join(COMMANDS)}); see `minilm-np --help`",
+              file=sys.stderr)
         return 2
     try:
         COMMANDS[args.command](args)

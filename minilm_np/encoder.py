@@ -1,16 +1,21 @@
 """The user-facing encoder, with sentence-transformers' names, defaults and semantics."""
+import contextlib
 import itertools
+import numbers
 import os
 import sys
+import threading
 
 import numpy as np
 
 from . import util
 from .config import read_config
+from .errors import ModelFileError
 from .locate import resolve_model_dir
 from .model import Batch, RunState, forward, pool
+from .modules import apply_head, load_head
 from .tokenizer import TextTokenizer
-from .weights import load_weights
+from .weights import load_weights, safetensors_path
 
 # A forward pass packs up to batch_size * TOKENS_PER_TEXT tokens (at least one text), so a
 # batch of short texts still gives the GEMMs enough rows; batch_size keeps bounding memory.
@@ -18,6 +23,28 @@ TOKENS_PER_TEXT = 128
 # Texts are tokenised and sorted by length this many at a time: streaming with bounded memory.
 WINDOW_TEXTS = 2048
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")
+SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+# numba's workqueue threading layer (our default, see kernels/_numba_env.py) aborts the whole
+# process when two threads launch parallel kernels at once, so forward passes on the numba
+# backend take this process-wide lock unless a thread-safe layer was chosen.
+_PARALLEL_LAUNCH_LOCK = threading.Lock()
+THREADSAFE_LAYERS = ("tbb", "omp", "threadsafe", "safe")
+
+
+def _forward_lock(uses_numba):
+    """The lock a forward pass holds: the launch lock for numba's workqueue layer, else none."""
+    if not uses_numba:
+        return contextlib.nullcontext()
+    import numba
+
+    if str(numba.config.THREADING_LAYER).lower() in THREADSAFE_LAYERS:
+        return contextlib.nullcontext()
+    return _PARALLEL_LAUNCH_LOCK
+
+
+def _is_count(value):
+    """A positive integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 def _check_text(text, index):
@@ -67,30 +94,66 @@ class SentenceTransformer:
             raise ValueError(f"device {device!r} is not supported: minilm-np runs on the CPU only")
         self.threads = _threads.resolve_threads(threads)
         self.model_dir, self.source = resolve_model_dir(model_name_or_path)
+        safetensors_path(self.model_dir)  # first: a pickle-only directory gets the conversion hint
         self.config = read_config(self.model_dir)
         self.weights = load_weights(self.model_dir, self.config)
-        if quantize is not None:
-            from .quantize import quantize_weights
-
-            self.weights = quantize_weights(self.weights, quantize)
-        self.quantization = quantize
+        # Dense / Normalize after pooling; Dense weights stay float32 whatever ``quantize`` says.
+        self.head = load_head(self.model_dir, self.config.post_modules)
         self._tokenizer = TextTokenizer(os.path.join(self.model_dir, "tokenizer.json"),
                                         self.config.max_seq_length, self.config.do_lower_case)
+        if self._tokenizer.vocab_size > self.config.vocab_size:  # an id past the table would read out of bounds
+            raise ModelFileError(f"{self._tokenizer.path}: the tokenizer has {self._tokenizer.vocab_size} tokens "
+                                 f"but config.json's vocab_size is {self.config.vocab_size}: the files do not match")
         self.kernels = load_backend(backend)
         self.backend = backend_name(self.kernels)
         _threads.apply_threads(self.threads, self.backend == "numba")
-        self.truncate_dim = truncate_dim
-        self.similarity_fn_name = self._read_similarity_fn_name()
+        if quantize is not None or self.config.quantization is not None:
+            # int8: calibrate and quantise the float32 weights, or check a quantised directory's mode
+            from .quantize import apply_quantization
 
-    def _read_similarity_fn_name(self):
+            self.weights = apply_quantization(self, quantize)
+        self.quantization = quantize or self.config.quantization
+        # int8 GEMMs are numba-parallel kernels whichever backend runs the rest.
+        self._forward_lock = _forward_lock(self.backend == "numba" or quantize is not None)
+        if truncate_dim is not None and not _is_count(truncate_dim):
+            raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
+        self.truncate_dim = truncate_dim
+        st_config = self._read_st_config()
+        saved = st_config.get("similarity_fn_name")
+        self.similarity_fn_name = saved if saved in SIMILARITY_FN_NAMES else "cosine"
+        prompts = st_config.get("prompts")
+        self.prompts = {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
+        self.default_prompt_name = st_config.get("default_prompt_name")
+
+    def _read_st_config(self):
+        """config_sentence_transformers.json as a dict ({} when absent or unreadable)."""
         import json
 
         path = os.path.join(self.model_dir, "config_sentence_transformers.json")
         try:
             with open(path, encoding="utf-8") as f:
-                return json.load(f).get("similarity_fn_name") or "cosine"
+                raw = json.load(f)
         except (OSError, ValueError):
-            return "cosine"
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    @property
+    def similarity_fn_name(self) -> str:
+        """The function :meth:`similarity` uses: ``cosine``, ``dot``, ``euclidean`` or ``manhattan``.
+
+        Read from config_sentence_transformers.json, default ``cosine``; settable, as in
+        sentence-transformers (a ``SimilarityFunction`` enum member is accepted too).
+        """
+        return self._similarity_fn_name
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value) -> None:
+        value = getattr(value, "value", value)  # sentence_transformers.SimilarityFunction
+        if value is None:
+            value = "cosine"
+        if value not in SIMILARITY_FN_NAMES:
+            raise ValueError(f"similarity_fn_name must be one of {list(SIMILARITY_FN_NAMES)}, got {value!r}")
+        self._similarity_fn_name = value
 
     def __repr__(self):
         return (f"SentenceTransformer({self.source}, dim={self.get_sentence_embedding_dimension()}, "
@@ -109,22 +172,35 @@ class SentenceTransformer:
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
         limit = self.config.max_position_embeddings
-        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= limit:
+        if not _is_count(value) or not 2 <= value <= limit:
             raise ValueError(f"max_seq_length must be an integer in [2, {limit}] (the model's position "
                              f"table has {limit} rows), got {value!r}")
-        self._tokenizer.max_seq_length = value
+        self._tokenizer.max_seq_length = int(value)
 
     def get_sentence_embedding_dimension(self) -> int:
-        """Width of the sentence embeddings (after ``truncate_dim``)."""
+        """Width of the sentence embeddings (after the Dense modules and ``truncate_dim``)."""
         dim = self.config.embedding_dim
         return min(dim, self.truncate_dim) if self.truncate_dim else dim
 
+    def get_embedding_dimension(self) -> int:
+        """The same as :meth:`get_sentence_embedding_dimension` (sentence-transformers >= 6's name)."""
+        return self.get_sentence_embedding_dimension()
+
     def tokenize(self, texts):
-        """Padded token ids like sentence-transformers' ``tokenize``.
+        """Padded token ids like sentence-transformers' ``tokenize`` / ``preprocess``.
+
+        Parameters
+        ----------
+        texts : str or iterable of str
 
         Returns
         -------
-        dict with ``input_ids``, ``attention_mask``, ``token_type_ids``: int64 ``(n, max_len)``.
+        dict with ``input_ids``, ``attention_mask``, ``token_type_ids``: int64 ``(n, max_len)``,
+        padded on the right with 0 to the longest text, truncated at ``max_seq_length``.
+
+        Notes
+        -----
+        sentence-transformers returns torch tensors; these are numpy arrays with the same values.
         """
         ids = self._tokenizer.encode(list(_texts([texts] if isinstance(texts, str) else texts)))
         width = max((len(i) for i in ids), default=0)
@@ -135,15 +211,24 @@ class SentenceTransformer:
             mask[row, :len(seq)] = 1
         return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
 
-    def encode(self, sentences, batch_size=32, show_progress_bar=None, output_value="sentence_embedding",
-               precision="float32", convert_to_numpy=True, convert_to_tensor=False, device=None,
-               normalize_embeddings=False, truncate_dim=None, **kwargs):
+    def preprocess(self, inputs):
+        """The same as :meth:`tokenize` (sentence-transformers >= 6's name)."""
+        return self.tokenize(inputs)
+
+    def encode(self, sentences, prompt_name=None, prompt=None, batch_size=32, show_progress_bar=None,
+               output_value="sentence_embedding", precision="float32", convert_to_numpy=True,
+               convert_to_tensor=False, device=None, normalize_embeddings=False, truncate_dim=None, **kwargs):
         """Embed one text or many.
 
         Parameters
         ----------
         sentences : str, or an iterable of str (list, tuple, 1-D numpy array, generator...)
             Iterables are streamed: tokenised, sorted by length and embedded a window at a time.
+        prompt_name : str or None
+            A key of the model's ``prompts`` (config_sentence_transformers.json); its text is
+            put before each sentence. Default: the model's ``default_prompt_name``, if any.
+        prompt : str or None
+            Text put before each sentence (wins over ``prompt_name``).
         batch_size : int
             Texts per forward pass at 128 tokens each; forward passes are packed by tokens (up
             to ``batch_size * 128``), so many short texts share one pass. Results do not
@@ -171,9 +256,28 @@ class SentenceTransformer:
         Raises
         ------
         TypeError
-            A text is not a str (the message names its index and type).
+            A text is not a str (the message names its index and type), or an unknown keyword.
         ValueError
             An argument is out of range.
+
+        Notes
+        -----
+        Differences from sentence-transformers: results are always numpy (its
+        ``convert_to_numpy=False`` and ``output_value="token_embeddings"`` give torch tensors);
+        an empty input gives a ``(0, dim)`` array (theirs: ``(0,)``); ``precision`` other than
+        float32, ``convert_to_tensor``, ``output_value=None`` and multi-process ``pool`` are not
+        supported; the progress bar counts texts, not batches.
+
+        Threads: one model may be shared by many threads; each call keeps its own scratch
+        buffers, and the vectors are bitwise those of serial calls. The GIL is released in
+        tokenisation (Rust), in the GEMMs (BLAS) and in the numba kernels (``nogil``), so calls
+        from several threads overlap there, but on the numba backend whole forward passes take a
+        process-wide lock: numba's default ``workqueue`` threading layer aborts the process on
+        concurrent parallel launches (set ``NUMBA_THREADING_LAYER=tbb`` or ``omp`` before
+        import to lift the lock). ``threads=`` is each call's intra-op parallelism (numba's
+        setting is applied per calling thread at every call; the BLAS setting is process-wide,
+        from the last model loaded), so with N caller threads use ``threads=1`` to avoid
+        oversubscribing the cores.
         """
         if convert_to_tensor:
             raise ValueError("convert_to_tensor=True is not supported: minilm-np returns numpy arrays "
@@ -183,17 +287,25 @@ class SentenceTransformer:
                              "(for int8 weights load the model with quantize=...)")
         if device not in (None, "cpu"):
             raise ValueError(f"device {device!r} is not supported: minilm-np runs on the CPU only")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not _is_count(batch_size):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if output_value not in OUTPUT_VALUES:
             raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, got {output_value!r}")
-        truncate_dim = truncate_dim or self.truncate_dim
-        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
-                                         or truncate_dim < 1):
-            raise ValueError(f"truncate_dim must be a positive integer, got {truncate_dim!r}")
+        if kwargs:
+            raise TypeError(f"encode() got unsupported keyword arguments {sorted(kwargs)}")
+        prompt = self._resolve_prompt(prompt, prompt_name)
+        truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
+        if truncate_dim is not None and not _is_count(truncate_dim):
+            raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
+        if self.backend == "numba":  # numba's thread count is per calling thread
+            from . import _threads
+
+            _threads.set_numba_threads(self.threads)
 
         single = isinstance(sentences, str)
         texts = iter([sentences]) if single else _texts(sentences)
+        if prompt:
+            texts = (prompt + text for text in texts)
         total = len(sentences) if not single and hasattr(sentences, "__len__") else None
         progress = self._progress(show_progress_bar, total)
         budget = max(batch_size * TOKENS_PER_TEXT, self.max_seq_length)
@@ -206,21 +318,41 @@ class SentenceTransformer:
             ids = self._tokenizer.encode(window)
             if state is None:
                 state = RunState(self.config, min(budget, sum(len(i) for i in ids)))
-            parts.extend(self._embed_window(ids, budget, state, output_value, normalize_embeddings, truncate_dim))
-            if progress is not None:
-                progress.update(len(window))
+            vectors = self._embed_window(ids, budget, state, output_value, normalize_embeddings, truncate_dim,
+                                         progress)
+            if output_value == "token_embeddings":
+                parts.extend(vectors)
+            else:  # one (window, dim) array per window: 100,000 row views would cost more than the rows
+                parts.append(np.stack(vectors))
         if progress is not None:
             progress.close()
 
         if output_value == "token_embeddings":
             return parts[0] if single else parts
         dim = self.config.embedding_dim if truncate_dim is None else min(truncate_dim, self.config.embedding_dim)
-        embeddings = np.stack(parts) if parts else np.zeros((0, dim), np.float32)
+        embeddings = (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts \
+            else np.zeros((0, dim), np.float32)
         if single:
             return embeddings[0]
         return embeddings if convert_to_numpy else list(embeddings)
 
-    def _embed_window(self, ids, budget, state, output_value, normalize_embeddings, truncate_dim):
+    def _resolve_prompt(self, prompt, prompt_name):
+        """The prompt text to put before each sentence, or None (sentence-transformers' rules)."""
+        if prompt is None and prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise ValueError(f"prompt_name {prompt_name!r} is not one of the model's prompts "
+                                 f"{list(self.prompts)}")
+            prompt = self.prompts[prompt_name]
+        elif prompt is None and self.default_prompt_name is not None:
+            prompt = self.prompts.get(self.default_prompt_name)
+        if prompt is not None and not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        if prompt and not self.config.pooling_include_prompt:
+            raise ValueError("this model's Pooling excludes prompt tokens (include_prompt: false), "
+                             "which minilm-np does not implement")
+        return prompt
+
+    def _embed_window(self, ids, budget, state, output_value, normalize_embeddings, truncate_dim, progress=None):
         """Embed one window of tokenised texts, longest first, in token-budget chunks; input order out."""
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out = [None] * len(ids)
@@ -234,7 +366,8 @@ class SentenceTransformer:
             batch = Batch.pack([ids[i] for i in chunk])
             if batch.n_tokens > state.capacity:
                 state.__init__(self.config, batch.n_tokens)
-            token_embeddings = forward(self.config, self.weights, batch, self.kernels, state)
+            with self._forward_lock:
+                token_embeddings = forward(self.config, self.weights, batch, self.kernels, state)
             if output_value == "token_embeddings":
                 for row, i in enumerate(chunk):
                     out[i] = token_embeddings[batch.cu_seqlens[row]:batch.cu_seqlens[row + 1]].copy()
@@ -243,13 +376,14 @@ class SentenceTransformer:
                                       normalize_embeddings, truncate_dim)
                 for row, i in enumerate(chunk):
                     out[i] = pooled[row]
+            if progress is not None:
+                progress.update(len(chunk))
             start = stop
         return out
 
     def _finish(self, pooled, normalize_embeddings, truncate_dim):
         """The modules after pooling, then sentence-transformers' encode() options, in its order."""
-        if self.config.normalize:
-            self.kernels.l2_normalize(pooled, pooled)
+        pooled = apply_head(self.head, pooled, self.kernels)
         if truncate_dim is not None:
             pooled = np.ascontiguousarray(pooled[:, :truncate_dim])
         if normalize_embeddings:
@@ -264,7 +398,7 @@ class SentenceTransformer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc="Batches", unit="texts", file=sys.stderr)
+        return tqdm(total=total, desc="Encoding", unit="text", file=sys.stderr)
 
     def warmup(self):
         """Compile (or load from the cache) every kernel this model uses, serial and parallel paths."""
@@ -274,18 +408,14 @@ class SentenceTransformer:
         self.encode(long_text, output_value="token_embeddings")
 
     def similarity(self, embeddings1, embeddings2):
-        """Pairwise similarity by ``similarity_fn_name``: ``(len(a), len(b))`` float32."""
-        name = self.similarity_fn_name
-        if name not in util.SIMILARITY_FUNCTIONS:
-            raise ValueError(f"similarity_fn_name must be one of {list(util.SIMILARITY_FUNCTIONS)}, got {name!r}")
-        return util.SIMILARITY_FUNCTIONS[name](embeddings1, embeddings2)
+        """Similarity of every row of ``embeddings1`` with every row of ``embeddings2`` by
+        :attr:`similarity_fn_name`: ``(len(a), len(b))`` float32 numpy (sentence-transformers:
+        a torch tensor with the same values)."""
+        return util.SIMILARITY_FUNCTIONS[self.similarity_fn_name](embeddings1, embeddings2)
 
     def similarity_pairwise(self, embeddings1, embeddings2):
-        """Similarity of row i of ``a`` with row i of ``b``: ``(n,)`` float32."""
-        a, b = util._as_2d(embeddings1, "embeddings1"), util._as_2d(embeddings2, "embeddings2")
-        if a.shape != b.shape:
-            raise ValueError(f"pairwise similarity needs equal shapes, got {a.shape} and {b.shape}")
-        return np.array([self.similarity(x, y)[0, 0] for x, y in zip(a, b)], dtype=np.float32)
+        """Similarity of row i of ``embeddings1`` with row i of ``embeddings2``: ``(n,)`` float32."""
+        return util.PAIRWISE_FUNCTIONS[self.similarity_fn_name](embeddings1, embeddings2)
 
 
 def load(model=None, *, threads=None, backend=None, quantize=None, truncate_dim=None):

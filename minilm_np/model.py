@@ -72,10 +72,19 @@ def linear(x, weight, out):
     return weight.matmul(x, out)
 
 
+def _embedding_rows(table, ids):
+    """``(table, ids)`` for the gather kernel; an int8 table (quantised models) gives its rows dequantised."""
+    if isinstance(table, np.ndarray):
+        return table, ids
+    return table.rows(ids), np.arange(len(ids), dtype=np.int64)
+
+
 def embed(config: Config, weights: Weights, batch: Batch, k, out):
     """LayerNorm(word + position + token-type embeddings) -> out ``(n_tokens, hidden)``."""
-    k.gather_embeddings(batch.token_ids, batch.position_ids, batch.type_ids, weights.word_embeddings,
-                        weights.position_embeddings, weights.type_embeddings, out)
+    word, token_ids = _embedding_rows(weights.word_embeddings, batch.token_ids)
+    position, position_ids = _embedding_rows(weights.position_embeddings, batch.position_ids)
+    types, type_ids = _embedding_rows(weights.type_embeddings, batch.type_ids)
+    k.gather_embeddings(token_ids, position_ids, type_ids, word, position, types, out)
     return k.bias_residual_layer_norm(out, None, None, weights.embed_norm_gamma, weights.embed_norm_beta,
                                       config.layer_norm_eps)
 
@@ -134,7 +143,11 @@ def hidden_states(config: Config, weights: Weights, batch: Batch, k):
 
 
 def pool(config: Config, token_embeddings, batch: Batch, k):
-    """Sentence embeddings ``(n_seqs, embedding_dim)`` float32: the pooling modes, concatenated."""
+    """Pooled vectors ``(n_seqs, config.pooled_dim)`` float32: the pooling modes, concatenated in order.
+
+    Dense and Normalize modules, when the model has them, come after this
+    (:func:`minilm_np.modules.apply_head`).
+    """
     n_seqs, width = len(batch.cu_seqlens) - 1, config.hidden_size
     out = np.empty((n_seqs, width * len(config.pooling_modes)), np.float32)
     for i, mode in enumerate(config.pooling_modes):
@@ -143,6 +156,13 @@ def pool(config: Config, token_embeddings, batch: Batch, k):
             k.first_token_pool(token_embeddings, batch.cu_seqlens, part)
         elif mode == "max":
             k.max_pool(token_embeddings, batch.cu_seqlens, part)
+        elif mode == "lasttoken":
+            part[:] = token_embeddings[batch.cu_seqlens[1:] - 1]
+        elif mode == "weightedmean":  # token t (from 0) weighs t + 1, as sentence-transformers does
+            for s in range(n_seqs):
+                rows = token_embeddings[batch.cu_seqlens[s]:batch.cu_seqlens[s + 1]]
+                weights = np.arange(1, len(rows) + 1, dtype=np.float32)
+                part[s] = (weights @ rows) / weights.sum()
         else:
             k.mean_pool(token_embeddings, batch.cu_seqlens, part)
             if mode == "mean_sqrt_len":

@@ -5,6 +5,7 @@ The format is an 8-byte little-endian header length, a JSON header mapping tenso
 execute code, and nothing is copied: each array is a read-only view of the mapped file.
 """
 import json
+import math
 import mmap
 import os
 import struct
@@ -62,14 +63,19 @@ def read_safetensors(path):
     tensors = {}
     for name, info in header.items():
         try:
-            dtype = DTYPES[info["dtype"]]
+            dtype_name = info["dtype"]
             shape = tuple(int(d) for d in info["shape"])
             begin, end = (int(o) for o in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
             raise ModelFileError(f"{path}: tensor {name!r} has a malformed header entry {info!r}") from None
+        dtype = DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
+        if dtype is None:
+            raise ModelFileError(f"{path}: tensor {name!r} has dtype {dtype_name!r}, which minilm-np cannot "
+                                 f"read (supported: {', '.join(DTYPES)}; convert the weights to F32)")
         if any(d < 0 for d in shape):
             raise ModelFileError(f"{path}: tensor {name!r} has a negative dimension in shape {list(shape)}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        # math.prod on Python ints: a hostile shape cannot overflow into a plausible size.
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
         if not 0 <= begin <= end or end - begin != nbytes:
             raise ModelFileError(f"{path}: tensor {name!r} offsets [{begin}, {end}) do not match its "
                                  f"shape {list(shape)} and dtype {info['dtype']} ({nbytes} bytes)")

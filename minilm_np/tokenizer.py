@@ -1,5 +1,6 @@
 """Text to token ids with the model's own tokenizer.json, as sentence-transformers does it."""
 import os
+import re
 
 import numpy as np
 
@@ -9,6 +10,8 @@ from .errors import ModelFileError
 CHARS_PER_TOKEN_WINDOW = 32
 # Never hand the tokenizer more than this many characters of one text.
 MAX_PREFIX_CHARS = 1 << 20
+# str.strip()'s whitespace (re's \s is str.isspace() for str patterns).
+_LEADING_SPACE = re.compile(r"\s*")
 
 
 class TextTokenizer:
@@ -29,7 +32,10 @@ class TextTokenizer:
     longer prefix could not change (the last two words of the prefix are not trusted), so a
     100 MB text costs no more than a page; a text whose first :data:`MAX_PREFIX_CHARS`
     characters do not hold enough words is tokenised from those characters alone. Lone
-    surrogates, which cannot be encoded as UTF-8, become U+FFFD.
+    surrogates (``"\\ud800"``), which cannot be encoded as UTF-8 and which the tokenizers
+    library refuses, become U+FFFD, which BERT's normaliser then drops; a high and a low
+    surrogate in a row (UTF-16 decoded as code units) are joined into their character.
+    Thread-safe: encoding never changes tokenizer settings.
     """
 
     def __init__(self, path: str, max_seq_length: int, do_lower_case: bool = False):
@@ -44,7 +50,16 @@ class TextTokenizer:
         self.path = path
         self.do_lower_case = do_lower_case
         self.tokenizer.no_padding()
+        # The long-text path needs whole prefixes tokenised; a second, never-truncated copy
+        # spares toggling truncation on the shared one, which races when threads share a model.
+        self._untruncated = Tokenizer.from_str(self.tokenizer.to_str())
+        self._untruncated.no_truncation()
         self.max_seq_length = max_seq_length
+
+    @property
+    def vocab_size(self) -> int:
+        """One past the largest token id the tokenizer can produce (added tokens included)."""
+        return max(self.tokenizer.get_vocab(with_added_tokens=True).values(), default=-1) + 1
 
     @property
     def max_seq_length(self) -> int:
@@ -56,7 +71,10 @@ class TextTokenizer:
         self.tokenizer.enable_truncation(value)
 
     def _prepare(self, text: str) -> str:
-        text = text.strip()
+        # Cut before any whole-text work (strip, lower, UTF-8 check) so that a 100 MB text is
+        # never copied; the regex finds where str.strip() would start without copying.
+        start = _LEADING_SPACE.match(text).end()
+        text = text[start:start + MAX_PREFIX_CHARS].rstrip()
         if self.do_lower_case:
             text = text.lower()
         try:
@@ -67,16 +85,13 @@ class TextTokenizer:
 
     def _long_text_ids(self, text: str) -> np.ndarray:
         need = self._max_seq_length - 2
-        cut = need * CHARS_PER_TOKEN_WINDOW
+        cut = max(need, 1) * CHARS_PER_TOKEN_WINDOW  # never 0: max_seq_length 2 would loop forever
         while True:
+            cut = min(cut, MAX_PREFIX_CHARS)
             prefix = text[:cut]
-            if cut >= len(text) or cut >= MAX_PREFIX_CHARS:
+            if cut >= len(text) or cut == MAX_PREFIX_CHARS:
                 return np.asarray(self.tokenizer.encode(prefix).ids, dtype=np.int64)
-            self.tokenizer.no_truncation()
-            try:
-                encoding = self.tokenizer.encode(prefix)
-            finally:
-                self.tokenizer.enable_truncation(self._max_seq_length)
+            encoding = self._untruncated.encode(prefix)
             words = [w for w in encoding.word_ids if w is not None]
             if words:
                 trusted = sum(1 for w in words if w < words[-1] - 1)

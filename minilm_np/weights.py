@@ -140,11 +140,38 @@ def load_weights(model_dir: str, config: Config) -> Weights:
         The file is missing (with a hint when only ``pytorch_model.bin`` is there), corrupt, or
         does not match ``config.json``.
     """
+    if config.quantization is not None:
+        return load_quantized_weights(model_dir, config)
     path = safetensors_path(model_dir)
     tensors, _ = read_safetensors(path)
     tensors = strip_prefix(tensors)
     check_tensors(tensors, expected_tensors(config), path)
     return arrange(tensors, config)
+
+
+def load_quantized_weights(model_dir: str, config: Config) -> Weights:
+    """Map the int8 ``model.safetensors`` of a directory written by ``minilm-np quantize``.
+
+    No float32 weight matrix is made: linears and embedding tables stay int8
+    (:mod:`minilm_np.quantize`).
+
+    Raises
+    ------
+    ModelFileError
+        config.json names an unknown mode, the file is missing, corrupt, not a minilm-np int8
+        file, or a tensor does not match config.json (the message names the tensor).
+    """
+    from .quantize import FORMAT, arrange_quantized, check_quantized_mode, quantized_tensor_spec
+
+    path = safetensors_path(model_dir)
+    check_quantized_mode(config, path)
+    tensors, metadata = read_safetensors(path)
+    if metadata.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: config.json sets minilm_np_quantization={config.quantization!r} but this "
+                             f"is not a minilm-np int8 file (metadata format {metadata.get('format')!r}, "
+                             f"expected {FORMAT!r})")
+    check_tensors(tensors, quantized_tensor_spec(config), path)
+    return arrange_quantized(tensors, config, path)
 
 
 def gemm_layout(weight):

@@ -1,0 +1,191 @@
+"""numba twins of :mod:`quant` (same names, signatures and bitwise results).
+
+No fast-math on the elementwise arithmetic: contracting ``a * b + c`` into an FMA would make
+these kernels differ from their numpy twins in the last bit.  Only the row min/max scan
+allows ``nnan``/``nsz`` so that LLVM vectorises it (a min/max is exact in any order).
+
+Each kernel has a serial core over rows ``[lo, hi)`` and a ``prange`` driver used when the
+work is large enough to repay waking the thread pool.
+"""
+import numpy as np
+
+from . import _numba_env  # noqa: F401  (must precede the numba import)
+from numba import njit, prange
+
+from .quant import U8_LEVELS
+
+JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+PJIT = dict(JIT, parallel=True)
+SCAN_JIT = dict(JIT, fastmath={"nnan", "nsz"})
+
+PARALLEL_MIN_ELEMENTS = 1 << 16
+"""Elements touched below which a kernel stays on the calling thread."""
+
+
+def _chunk(n_rows, width):
+    """Rows per parallel task, or 0 when the work is too small to share out."""
+    if n_rows * width < PARALLEL_MIN_ELEMENTS:
+        return 0
+    return max(1, min(64, n_rows // 8))
+
+
+@njit(**SCAN_JIT)
+def _row_range(x, mask, i):
+    lo = np.float32(0.0)
+    hi = np.float32(0.0)
+    for c in range(x.shape[1]):
+        v = x[i, c] * mask[c]
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return lo, hi
+
+
+@njit(**JIT)
+def _quantize_u8_rows(x, mask, q, scale, zero, lo_row, hi_row):
+    levels = np.float32(U8_LEVELS)
+    for i in range(lo_row, hi_row):
+        lo, hi = _row_range(x, mask, i)
+        rng = hi - lo
+        if rng > 0:
+            inv = levels / rng
+            scale[i] = rng / levels
+        else:
+            inv = np.float32(0.0)
+            scale[i] = 0.0
+        zp = np.rint(-lo * inv)
+        zero[i] = np.int32(zp)
+        for c in range(x.shape[1]):
+            v = np.rint((x[i, c] * mask[c]) * inv) + zp
+            q[i, c] = np.uint8(min(max(v, np.float32(0.0)), levels))
+
+
+@njit(**PJIT)
+def _quantize_u8_parallel(x, mask, q, scale, zero, chunk):
+    n = x.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        _quantize_u8_rows(x, mask, q, scale, zero, c * chunk, min(n, (c + 1) * chunk))
+
+
+@njit(**JIT)
+def _quantize_s16_rows(x, mask, qmax, q, scale, lo_row, hi_row):
+    top = np.float32(qmax)
+    for i in range(lo_row, hi_row):
+        lo, hi = _row_range(x, mask, i)
+        amax = max(hi, -lo)
+        if amax > 0:
+            inv = top / amax
+            scale[i] = amax / top
+        else:
+            inv = np.float32(0.0)
+            scale[i] = 0.0
+        for c in range(x.shape[1]):
+            v = np.rint((x[i, c] * mask[c]) * inv)
+            q[i, c] = np.int16(min(max(v, -top), top))
+
+
+@njit(**PJIT)
+def _quantize_s16_parallel(x, mask, qmax, q, scale, chunk):
+    n = x.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        _quantize_s16_rows(x, mask, qmax, q, scale, c * chunk, min(n, (c + 1) * chunk))
+
+
+@njit(**JIT)
+def _dequantize_rows(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight,
+                     lo_row, hi_row):
+    n = out.shape[1]
+    for i in range(lo_row, hi_row):
+        rs = scale[i]
+        if zero is None:
+            for j in range(n):
+                out[i, j] = np.float32(acc[i, j]) * (rs * col_scale[j])
+        else:
+            zp = zero[i]
+            for j in range(n):
+                # int32 arithmetic (|result| < 2**31 by construction), then one rounding
+                ints = np.int32(acc[i, j] - np.int32(zp * col_sum[j]))
+                out[i, j] = np.float32(ints) * (rs * col_scale[j])
+        for p in range(outlier_index.shape[0]):
+            xv = x[i, outlier_index[p]]
+            for j in range(n):
+                out[i, j] += xv * outlier_weight[p, j]
+
+
+@njit(**PJIT)
+def _dequantize_parallel(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight, chunk):
+    m = out.shape[0]
+    for c in prange((m + chunk - 1) // chunk):
+        _dequantize_rows(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight,
+                         c * chunk, min(m, (c + 1) * chunk))
+
+
+@njit(**JIT)
+def _dequantize_weight_rows(q, col_scale, outlier_index, outlier_weight, out, lo_row, hi_row):
+    for r in range(lo_row, hi_row):
+        s = col_scale[r]
+        for c in range(q.shape[1]):
+            out[r, c] = np.float32(q[r, c]) * s
+        for p in range(outlier_index.shape[0]):
+            out[r, outlier_index[p]] = outlier_weight[p, r]
+
+
+@njit(**PJIT)
+def _dequantize_weights_parallel(q, col_scale, outlier_index, outlier_weight, out, chunk):
+    n = q.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        _dequantize_weight_rows(q, col_scale, outlier_index, outlier_weight, out, c * chunk,
+                                min(n, (c + 1) * chunk))
+
+
+@njit(**JIT)
+def _gather_rows(q_table, row_scale, ids, out):
+    for t in range(ids.shape[0]):
+        r = ids[t]
+        s = row_scale[r]
+        for c in range(q_table.shape[1]):
+            out[t, c] = np.float32(q_table[r, c]) * s
+
+
+def quantize_rows_u8(x, mask, q, scale, zero):
+    chunk = _chunk(*x.shape)
+    if chunk:
+        _quantize_u8_parallel(x, mask, q, scale, zero, chunk)
+    else:
+        _quantize_u8_rows(x, mask, q, scale, zero, 0, x.shape[0])
+
+
+def quantize_rows_s16(x, mask, qmax, q, scale):
+    chunk = _chunk(*x.shape)
+    if chunk:
+        _quantize_s16_parallel(x, mask, int(qmax), q, scale, chunk)
+    else:
+        _quantize_s16_rows(x, mask, int(qmax), q, scale, 0, x.shape[0])
+
+
+def dequantize_output(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight):
+    chunk = _chunk(*out.shape)
+    if chunk:
+        _dequantize_parallel(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight, chunk)
+    else:
+        _dequantize_rows(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight,
+                         0, out.shape[0])
+    return out
+
+
+def dequantize_weights(q, col_scale, outlier_index, outlier_weight, out):
+    chunk = _chunk(*q.shape)
+    if chunk:
+        _dequantize_weights_parallel(q, col_scale, outlier_index, outlier_weight, out, chunk)
+    else:
+        _dequantize_weight_rows(q, col_scale, outlier_index, outlier_weight, out, 0, q.shape[0])
+    return out
+
+
+def gather_rows(q_table, row_scale, ids, out):
+    _gather_rows(q_table, row_scale, ids, out)
+    return out
+
+
+for _twin in (quantize_rows_u8, quantize_rows_s16, dequantize_output, dequantize_weights, gather_rows):
+    from . import quant as _reference
+    _twin.__doc__ = getattr(_reference, _twin.__name__).__doc__

@@ -1,0 +1,83 @@
+"""One model shared by 8 threads gives bitwise the vectors of serial use, in both backends.
+
+What this pins down (see SentenceTransformer.encode's notes):
+
+- each encode() call has its own scratch buffers, so concurrent calls cannot corrupt each other;
+- the tokenizer is never reconfigured while encoding (the long-text path has its own
+  untruncated copy), so a thread tokenising a long text cannot un-truncate another's batch;
+- on the numba backend forward passes hold a process-wide lock, because numba's workqueue
+  threading layer aborts the process on concurrent parallel launches; tokenising, pooling
+  and the numpy backend run concurrently;
+- ``threads=`` changes speed, never the vectors.
+
+The model runs in a child process so that a regression (an abort inside numba) fails this test
+with numba's message instead of killing the test session.
+"""
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from minilm_np.tokenizer import TextTokenizer
+
+PARAGRAPH = "The quick brown fox jumps over the lazy dog, and the dog sleeps on. "
+
+CHILD = r"""
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import minilm_np
+
+PARAGRAPH = sys.argv[1]
+# Lengths from 3 to 256 tokens; 20,000 characters takes the long-text (prefix) path.
+texts = [PARAGRAPH[: 7 * (i + 1)] + f" {i}" for i in range(30)] + [PARAGRAPH * 300, PARAGRAPH * 40, "", "ok"]
+# Batches of 250 to 600 tokens: big enough for the numba kernels' parallel paths.
+all_batches = [texts[i::4] for i in range(4)] + [texts[-4:], texts[5:25]]
+report = {}
+for backend in ("numba", "numpy"):
+    # The numpy backend's attention is a Python loop over sequences and heads: short texts only.
+    batches = all_batches if backend == "numba" else [texts[i:30:3] for i in range(3)]
+    jobs = [i % len(batches) for i in range(16 if backend == "numba" else 8)]
+    model = minilm_np.load(backend=backend)
+    serial = [model.encode(batch) for batch in batches]
+    with ThreadPoolExecutor(8) as pool:
+        threaded = list(pool.map(lambda j: model.encode(batches[j]), jobs))
+    report[backend] = [i for i, j in enumerate(jobs) if not np.array_equal(threaded[i], serial[j])]
+    report[backend + "_finite"] = bool(all(np.isfinite(s).all() for s in serial))
+one = minilm_np.load(backend="numba", threads=1).encode(texts)
+two = minilm_np.load(backend="numba", threads=2).encode(texts)
+report["threads_1_equals_2"] = bool(np.array_equal(one, two))
+print(json.dumps(report))
+"""
+
+
+def test_one_model_from_8_threads_matches_serial_bitwise():
+    done = subprocess.run([sys.executable, "-c", CHILD, PARAGRAPH], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 0, f"the child process failed (rc {done.returncode}): {done.stderr[-3000:]}"
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for backend in ("numba", "numpy"):
+        assert report[backend + "_finite"]
+        assert report[backend] == [], f"{backend}: threaded jobs {report[backend]} differ from serial"
+    assert report["threads_1_equals_2"], "threads=1 and threads=2 give different vectors"
+
+
+def test_the_tokenizer_is_thread_safe(model_dir):
+    """Long texts (prefix path) and texts just under the prefix limit, tokenised from 8 threads.
+
+    The texts under the limit tokenise to far more than 256 tokens before truncation, so
+    any moment with truncation switched off would show as a too-long id list."""
+    tokenizer = TextTokenizer(os.path.join(model_dir, "tokenizer.json"), 256)
+    texts = [PARAGRAPH * (300 if i % 3 == 0 else 110) + str(i) for i in range(18)]
+    serial = [ids.tolist() for ids in tokenizer.encode(texts)]
+    assert len(PARAGRAPH * 110) < 254 * 32 and all(len(ids) == 256 for ids in serial)
+
+    def job(k):
+        return all([ids.tolist() for ids in tokenizer.encode(texts[k:] + texts[:k])] == serial[k:] + serial[:k]
+                   for _ in range(3))
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(job, range(16)))
+    assert all(results), f"{results.count(False)} of 16 threaded jobs tokenised differently from serial"

@@ -1,0 +1,126 @@
+"""Properties of encode() over arbitrary Unicode texts and batches (hypothesis, 200 examples each).
+
+For every backend (numba, numpy) and weight mode (float32 and, once minilm_np.quantize exists,
+the int8 modes w8, w8a16, w8a8), each drawn batch must give:
+
+- finite vectors;
+- unit norm with ``normalize_embeddings=True`` (after any ``truncate_dim``);
+- the same bits on a second call with the batch reversed and another ``batch_size``
+  (deterministic, and independent of position and batch size);
+- for each text, the same bits as that text encoded alone (batch invariance).
+
+The texts mix arbitrary code points (lone surrogates, controls, unassigned and private-use
+ones included) with runs of real words, up to 60 characters, in batches of 1 to 6.
+"""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import minilm_np
+from minilm_np import _threads
+from minilm_np.tokenizer import TextTokenizer
+
+HAVE_QUANTIZE = importlib.util.find_spec("minilm_np.quantize") is not None
+QUANTIZED = [pytest.param(mode, marks=pytest.mark.skipif(not HAVE_QUANTIZE, reason="minilm_np.quantize "
+                                                          "(the int8 modes) is not in this build"))
+             for mode in ("w8", "w8a16", "w8a8")]
+MODES = [None] + QUANTIZED
+BACKENDS = ["numba", "numpy"]
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                             derandomize=False)
+
+WORDS = ["the", "cat", "sat", "on", "mat", "Encoder", "naïve", "café", "東京", "🙂", "👩‍👩‍👧", "שלום", "مرحبا",
+         "e\u0301", "x" * 40, "1,234.5", "!?", "\u200b", "\x00", "\ud800", "\ufffd"]
+ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=60)
+WORDY_TEXT = st.lists(st.sampled_from(WORDS), max_size=12).map(" ".join)
+TEXT = st.one_of(ANY_TEXT, WORDY_TEXT)
+BATCH = st.lists(TEXT, min_size=1, max_size=6)
+# None: the model's full width; else Matryoshka truncation, which normalize_embeddings follows.
+TRUNCATE = st.one_of(st.none(), st.integers(min_value=1, max_value=384))
+
+
+@pytest.fixture(scope="module")
+def models(model_dir):
+    """One model per (backend, mode), loaded on first use; one thread keeps 2-core CI machines calm."""
+    cache = {}
+
+    def get(backend, mode):
+        if (backend, mode) not in cache:
+            cache[backend, mode] = minilm_np.load(model_dir, backend=backend, quantize=mode, threads=1)
+        return cache[backend, mode]
+
+    yield get
+    _threads.apply_threads(_threads.resolve_threads(None), True)  # give later modules their default threads
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vectors_are_finite_unit_deterministic_and_batch_invariant(models, backend, mode):
+    model = models(backend, mode)
+
+    @PROPERTY_SETTINGS
+    @given(batch=BATCH, truncate_dim=TRUNCATE, batch_size=st.integers(min_value=1, max_value=8))
+    def check(batch, truncate_dim, batch_size):
+        got = model.encode(batch, normalize_embeddings=True, truncate_dim=truncate_dim)
+        width = min(truncate_dim or 384, 384)
+        assert got.shape == (len(batch), width) and got.dtype == np.float32
+
+        assert np.isfinite(got).all(), f"non-finite vector for {batch!r}"
+
+        norms = np.linalg.norm(got.astype(np.float64), axis=1)
+        np.testing.assert_allclose(norms, 1.0, atol=1e-5, err_msg=f"not unit norm: {batch!r}")
+
+        again = model.encode(batch[::-1], batch_size=batch_size, normalize_embeddings=True,
+                             truncate_dim=truncate_dim)[::-1]
+        assert np.array_equal(got, again), f"a second call (reversed, batch_size={batch_size}) differs: {batch!r}"
+
+        for text in dict.fromkeys(batch):
+            alone = model.encode(text, normalize_embeddings=True, truncate_dim=truncate_dim)
+            row = batch.index(text)
+            assert np.array_equal(alone, got[row]), f"text {row} ({text!r}) differs alone and in {batch!r}"
+
+    check()
+
+
+# Up to ~1,000 characters: past the prefix threshold (max_seq_length - 2) * 32 in most examples.
+LONG_TEXT = st.lists(st.one_of(st.sampled_from(WORDS), ANY_TEXT.map(lambda t: t[:12])), min_size=24,
+                     max_size=150).map(" ".join)
+
+
+@pytest.fixture(scope="module")
+def reference_tokenizer(model_dir):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tokenizer.no_padding()  # the file asks for padding to 128; sentence-transformers pads per batch
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def text_tokenizers(model_dir):
+    """TextTokenizer by max_seq_length, built once each."""
+    cache = {}
+
+    def get(max_seq_length):
+        if max_seq_length not in cache:
+            cache[max_seq_length] = TextTokenizer(os.path.join(model_dir, "tokenizer.json"), max_seq_length)
+        return cache[max_seq_length]
+
+    return get
+
+
+@PROPERTY_SETTINGS
+@given(text=LONG_TEXT, max_seq_length=st.integers(min_value=2, max_value=10))
+def test_the_long_text_prefix_gives_the_full_texts_truncated_ids(text_tokenizers, reference_tokenizer, text,
+                                                                 max_seq_length):
+    """Texts past ``(max_seq_length - 2) * 32`` characters are tokenised from a prefix; the ids
+    must be those of the whole text truncated, whatever sits at the cut (combining marks, CJK,
+    surrogates, punctuation)."""
+    (got,) = text_tokenizers(max_seq_length).encode([text])
+    whole = text.strip().encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    reference_tokenizer.enable_truncation(max_seq_length)
+    assert got.tolist() == reference_tokenizer.encode(whole).ids
