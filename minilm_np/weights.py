@@ -131,8 +131,13 @@ def safetensors_path(model_dir: str) -> str:
     raise ModelFileError(f"{path}: missing (a model directory needs model.safetensors)")
 
 
-def load_weights(model_dir: str, config: Config) -> Weights:
+def load_weights(model_dir: str, config: Config, pack=False) -> Weights:
     """Map ``model.safetensors`` and arrange its tensors for the forward pass.
+
+    Parameters
+    ----------
+    pack : bool
+        Linear weights as :class:`PackedLinear` (for the numba backend) instead of arrays.
 
     Raises
     ------
@@ -146,7 +151,7 @@ def load_weights(model_dir: str, config: Config) -> Weights:
     tensors, _ = read_safetensors(path)
     tensors = strip_prefix(tensors)
     check_tensors(tensors, expected_tensors(config), path)
-    return arrange(tensors, config)
+    return arrange(tensors, config, PackedLinear if pack else gemm_layout)
 
 
 def load_quantized_weights(model_dir: str, config: Config) -> Weights:
@@ -179,23 +184,54 @@ def gemm_layout(weight):
     return np.asfortranarray(weight)
 
 
-def arrange(tensors: dict, config: Config) -> Weights:
-    """Build :class:`Weights` from checked tensors, stacking Q, K and V into one projection."""
+class PackedLinear:
+    """A float32 linear's ``(out, in)`` weights packed once for :func:`minilm_np.kernels.sgemm.gemm`.
+
+    BLAS repacks constant weights on every call, which for one sentence's few rows costs more
+    than the arithmetic; packed once, the GEMM also gives every row the same bits alone or in
+    any batch.  ``model.linear`` calls :meth:`matmul`.
+    """
+
+    def __init__(self, weight):
+        from .kernels import sgemm
+
+        self._gemm = sgemm.gemm
+        self.shape = weight.shape
+        self.packed = sgemm.pack_weights(weight)
+
+    def matmul(self, x, out):
+        """``out = x @ weight.T`` for x ``(n, in)`` float32; returns ``out`` ``(n, out)``."""
+        return self._gemm(x, self.packed, self.shape[0], out=out)
+
+    @property
+    def size(self):
+        """Number of weights, ``out * in``."""
+        return self.shape[0] * self.shape[1]
+
+    def __repr__(self):
+        return f"PackedLinear(shape={self.shape})"
+
+
+def arrange(tensors: dict, config: Config, linear=gemm_layout) -> Weights:
+    """Build :class:`Weights` from checked tensors, stacking Q, K and V into one projection.
+
+    ``linear`` makes each linear's weight object from its ``(out, in)`` float32 matrix.
+    """
     layers = []
     for i in range(config.num_layers):
         p = f"encoder.layer.{i}."
         a = p + "attention."
         layers.append(LayerWeights(
-            qkv_weight=gemm_layout(np.concatenate([tensors[a + f"self.{x}.weight"]
+            qkv_weight=linear(np.concatenate([tensors[a + f"self.{x}.weight"]
                                                    for x in ("query", "key", "value")])),
             qkv_bias=np.concatenate([tensors[a + f"self.{x}.bias"] for x in ("query", "key", "value")]),
-            attn_out_weight=gemm_layout(tensors[a + "output.dense.weight"]),
+            attn_out_weight=linear(tensors[a + "output.dense.weight"]),
             attn_out_bias=tensors[a + "output.dense.bias"],
             attn_norm_gamma=tensors[a + "output.LayerNorm.weight"],
             attn_norm_beta=tensors[a + "output.LayerNorm.bias"],
-            ffn_in_weight=gemm_layout(tensors[p + "intermediate.dense.weight"]),
+            ffn_in_weight=linear(tensors[p + "intermediate.dense.weight"]),
             ffn_in_bias=tensors[p + "intermediate.dense.bias"],
-            ffn_out_weight=gemm_layout(tensors[p + "output.dense.weight"]),
+            ffn_out_weight=linear(tensors[p + "output.dense.weight"]),
             ffn_out_bias=tensors[p + "output.dense.bias"],
             ffn_norm_gamma=tensors[p + "output.LayerNorm.weight"],
             ffn_norm_beta=tensors[p + "output.LayerNorm.bias"],

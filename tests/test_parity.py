@@ -43,7 +43,9 @@ def test_pooled_embeddings_match_golden(model, parity_corpus, golden):
     from minilm_np.model import pool
 
     pooled = pool(model.config, tokens, batch, model.kernels)
-    assert np.abs(pooled - golden["pooled"]).max() <= MAX_ABS
+    # before normalisation the vectors' norms reach ~9: the bound is relative to each vector's norm
+    norms = np.linalg.norm(golden["pooled"], axis=1, keepdims=True)
+    assert (np.abs(pooled - golden["pooled"]) / norms).max() <= MAX_ABS
 
 
 @needs_torch

@@ -1,0 +1,336 @@
+"""float32 GEMM against weights packed once: ``C[m, n] = bias[n] + sum_k A[m, k] * W[n, k]``.
+
+Why not BLAS.  A linear layer's weights are constant, but BLAS repacks ``W`` on every call.
+For the few rows of one sentence that repacking costs more than the arithmetic (OpenBLAS:
+~60 GFLOP/s at 17 rows against ~100 at 4096), and BLAS's blocking depends on ``M``, so a
+row's result can change with its batch-mates.  Here ``W`` is packed at load time and every
+output element is one chain of fused multiply-adds over ``k = 0, 1, ..., K-1`` starting from
+zero, whatever the tile, the row block or the thread it lands in: a row's result is bitwise
+the same alone or in any batch.
+
+Packed layout.  Output columns are split into *panels* of ``PANEL = 16`` (two 8-lane float32
+vectors); one panel is ``K`` consecutive 64-byte rows::
+
+    packed[p, k, j] = W[p * PANEL + j, k]     (zero where p * PANEL + j >= N)
+
+so ``packed`` is float32 ``(ceil(N / 16), K, 16)``.  The micro-kernel (LLVM IR through
+``numba.extending.intrinsic``) keeps an ``mr x 16`` tile of ``C`` in registers, ``mr <= 6``,
+broadcasting one ``A`` element per row and step; ``M`` is cut into near-equal tiles of at most
+6 rows (17 rows: 6 + 6 + 5), so no tile is a lone slow row.  Edge columns of the last panel
+are stored lane by lane: nothing outside ``(M, N)`` is written.
+
+:func:`gemm_reference` (unpack, numpy matmul) is the readable spec and the test oracle; it
+agrees to float32 rounding, not bitwise (BLAS sums in another order).
+"""
+import numpy as np
+
+from . import _numba_env  # noqa: F401  (must precede the numba import)
+import numba
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from llvmlite import ir
+
+__all__ = ["PANEL", "pack_weights", "unpack_weights", "gemm", "gemm_reference"]
+
+PANEL = 16
+"""Output columns per packed panel."""
+MR = 6
+"""Most rows of ``A`` per micro-kernel tile (12 accumulators + 2 weight vectors + 1 broadcast
+fit the 16 vector registers of AVX2)."""
+PARALLEL_MIN_FLOPS = 1 << 21
+"""Multiply-adds below which a product stays on the calling thread."""
+L2_A_BYTES = 1 << 17
+"""Bytes of ``A`` rows one task keeps hot while it sweeps the weight panels."""
+
+_JIT = dict(cache=True, nogil=True, boundscheck=False)
+
+
+def pack_weights(w):
+    """Pack ``(N, K)`` float32 weights (``torch.nn.Linear.weight`` layout) for :func:`gemm`.
+
+    Parameters
+    ----------
+    w : ndarray of float32, shape (N, K)
+
+    Returns
+    -------
+    ndarray of float32, shape (ceil(N / 16), K, 16), C-contiguous
+        ``packed[p, k, j] = w[16 p + j, k]``, zero-padded columns.
+    """
+    w = np.asarray(w)
+    if w.ndim != 2 or w.dtype != np.float32:
+        raise TypeError(f"weights must be a 2-D float32 array (N, K), got {w.dtype} with shape {w.shape}")
+    n, k = w.shape
+    n_panels = -(-n // PANEL)
+    padded = np.zeros((n_panels * PANEL, k), np.float32)
+    padded[:n] = w
+    return np.ascontiguousarray(padded.reshape(n_panels, PANEL, k).transpose(0, 2, 1))
+
+
+def unpack_weights(packed, n):
+    """Invert :func:`pack_weights`: the ``(n, K)`` float32 weights."""
+    n_panels, k, panel = packed.shape
+    return packed.transpose(0, 2, 1).reshape(n_panels * panel, k)[:n]
+
+
+def _check(a, packed, n, bias, out, name):
+    if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != np.float32:
+        raise TypeError(f"{name}: a must be a 2-D float32 array, got {getattr(a, 'dtype', type(a))} "
+                        f"with shape {getattr(a, 'shape', None)}")
+    if not isinstance(packed, np.ndarray) or packed.dtype != np.float32 or packed.ndim != 3 \
+            or packed.shape[2] != PANEL or not packed.flags.c_contiguous:
+        raise TypeError(f"{name}: packed must come from pack_weights")
+    m, k = a.shape
+    if packed.shape[1] != k:
+        raise ValueError(f"{name}: a has K={k} but the packed weights have K={packed.shape[1]}")
+    if n < 0 or -(-n // PANEL) != packed.shape[0]:
+        raise ValueError(f"{name}: n={n} does not match the {packed.shape[0]} packed panels of {PANEL}")
+    if bias is not None and (not isinstance(bias, np.ndarray) or bias.dtype != np.float32
+                             or bias.shape != (n,)):
+        raise ValueError(f"{name}: bias must be a float32 array of shape {(n,)}")
+    if out is None:
+        out = np.empty((m, n), np.float32)
+    elif not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (m, n):
+        raise ValueError(f"{name}: out must be a float32 array of shape {(m, n)}")
+    return out
+
+
+def gemm_reference(a, packed, n, bias=None, out=None):
+    """numpy twin of :func:`gemm`: ``out = a @ W.T (+ bias)`` with ``W`` unpacked.
+
+    Parameters
+    ----------
+    a : ndarray of float32, shape (M, K)
+    packed : ndarray of float32, from :func:`pack_weights`
+    n : int
+        Output columns ``N``.
+    bias : ndarray of float32, shape (N,), optional
+    out : ndarray of float32, shape (M, N), optional
+
+    Returns
+    -------
+    ndarray of float32, shape (M, N)
+    """
+    out = _check(a, packed, n, bias, out, "gemm_reference")
+    np.matmul(a, unpack_weights(packed, n).T, out=out)
+    if bias is not None:
+        out += bias
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Micro-kernel, emitted as LLVM IR.
+#
+# kernel(a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr) computes an (mr x 16) tile:
+#   a_addr: address of A[i0, 0]; lda: bytes between A rows;
+#   w_addr: address of one packed panel (k rows of 64 bytes);
+#   c_addr: address of C[i0, j0]; ldc: bytes between C rows; ncols: valid columns (1..16);
+#   b_addr: address of bias[j0] (16 floats readable: the bias is padded), 0 for no bias.
+
+_F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
+_V8F = ir.VectorType(_F32, 8)
+NR = PANEL // 8
+
+
+def _make_kernel(mr):
+    def codegen(context, builder, sig, args):
+        a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr = args
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
+
+        def c64(x):
+            return ir.Constant(_I64, x)
+
+        zero = ir.Constant(_V8F, [0.0] * 8)
+        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(NR)] for _ in range(mr)]
+        rows = [builder.add(a_addr, builder.mul(lda, c64(i))) for i in range(mr)]
+        undef = ir.Constant(_V8F, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
+        with cgutils.for_range(builder, k) as loop:
+            kk = loop.index
+            wrow = builder.add(w_addr, builder.mul(kk, c64(PANEL * 4)))
+            ws = [builder.load(builder.inttoptr(builder.add(wrow, c64(32 * v)), _V8F.as_pointer()), align=4)
+                  for v in range(NR)]
+            k4 = builder.mul(kk, c64(4))
+            for i in range(mr):
+                x = builder.load(builder.inttoptr(builder.add(rows[i], k4), _F32.as_pointer()), align=4)
+                xv = builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(_I32, 0)), undef, splat)
+                for v in range(NR):
+                    builder.store(builder.call(fma, [xv, ws[v], builder.load(accs[i][v])]), accs[i][v])
+
+        has_bias = builder.icmp_signed("!=", b_addr, c64(0))
+        with builder.if_then(has_bias):
+            bias = [builder.load(builder.inttoptr(builder.add(b_addr, c64(32 * v)), _V8F.as_pointer()), align=4)
+                    for v in range(NR)]
+            for i in range(mr):
+                for v in range(NR):
+                    builder.store(builder.fadd(builder.load(accs[i][v]), bias[v]), accs[i][v])
+
+        full = builder.icmp_signed(">=", ncols, c64(PANEL))
+        with builder.if_else(full) as (then, otherwise):
+            with then:
+                for i in range(mr):
+                    crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
+                    for v in range(NR):
+                        ptr = builder.inttoptr(builder.add(crow, c64(32 * v)), _V8F.as_pointer())
+                        builder.store(builder.load(accs[i][v]), ptr, align=4)
+            with otherwise:
+                for i in range(mr):
+                    crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
+                    for v in range(NR):
+                        val = builder.load(accs[i][v])
+                        for lane in range(8):
+                            j = 8 * v + lane
+                            with builder.if_then(builder.icmp_signed(">", ncols, c64(j)), likely=True):
+                                ptr = builder.inttoptr(builder.add(crow, c64(4 * j)), _F32.as_pointer())
+                                builder.store(builder.extract_element(val, ir.Constant(_I32, lane)), ptr,
+                                              align=4)
+        return context.get_dummy_value()
+
+    def kernel(typingctx, a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr):
+        args = (a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr)
+        if not all(isinstance(t, types.Integer) for t in args):
+            return None
+        return types.void(*([types.int64] * 8)), codegen
+
+    kernel.__name__ = kernel.__qualname__ = f"_ukernel_f32_{mr}x{PANEL}"
+    return intrinsic(kernel)
+
+
+_k1, _k2, _k3, _k4, _k5, _k6 = (_make_kernel(mr) for mr in range(1, MR + 1))
+
+
+@njit(**_JIT)
+def _tile(mr, a_addr, lda, wp, k, cp, ldc, ncols, bp):
+    if mr == 6:
+        _k6(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+    elif mr == 5:
+        _k5(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+    elif mr == 4:
+        _k4(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+    elif mr == 3:
+        _k3(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+    elif mr == 2:
+        _k2(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+    else:
+        _k1(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+
+
+@njit(**_JIT)
+def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb):
+    """Rows [i0, i1) x panels [p0, p1), ``mb`` rows of A at a time (kept in L2 over the panels)."""
+    panel_bytes = k * PANEL * 4
+    for r0 in range(i0, i1, mb):
+        r1 = min(r0 + mb, i1)
+        rows = r1 - r0
+        n_tiles = (rows + MR - 1) // MR
+        base = rows // n_tiles
+        extra = rows - base * n_tiles  # the first `extra` tiles take one row more
+        for p in range(p0, p1):
+            ncols = min(PANEL, n - p * PANEL)
+            wp = w_addr + p * panel_bytes
+            cp = c_addr + p * (PANEL * 4)
+            bp = b_addr + p * (PANEL * 4) if b_addr != 0 else 0
+            i = r0
+            for t in range(n_tiles):
+                mr = base + 1 if t < extra else base
+                _tile(mr, a_addr + i * lda, lda, wp, k, cp + i * ldc, ldc, ncols, bp)
+                i += mr
+
+
+@njit(**_JIT)
+def _plan(m, n_panels, row_bytes, threads):
+    """``(rb, pb, mb, parallel)``: rows x panels per task, rows of A kept in L2 within a task."""
+    mb = max(MR, (L2_A_BYTES // max(row_bytes, 1)) // MR * MR)
+    if threads <= 1:
+        return m, n_panels, mb, False
+    target = 4 * threads
+    rb = ((m + target - 1) // target + MR - 1) // MR * MR
+    n_rt = (m + rb - 1) // rb
+    pb = n_panels
+    if n_rt < target:
+        n_pt = min(n_panels, (target + n_rt - 1) // n_rt)
+        pb = (n_panels + n_pt - 1) // n_pt
+    return rb, pb, mb, True
+
+
+@njit(parallel=True, **_JIT)
+def _parallel(a_addr, lda, w_addr, k, c_addr, ldc, m, n, b_addr, rb, n_panels, pb, mb):
+    n_rt = (m + rb - 1) // rb
+    n_pt = (n_panels + pb - 1) // pb
+    for t in prange(n_rt * n_pt):
+        r = t // n_pt
+        q = t - r * n_pt
+        _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, r * rb, min(m, r * rb + rb),
+               q * pb, min(n_panels, q * pb + pb), mb)
+
+
+@intrinsic
+def _addr(typingctx, arr):
+    """Address of ``arr``'s first element, as int64 (the array must outlive its use)."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        return builder.ptrtoint(ary.data, _I64)
+
+    return types.int64(arr), codegen
+
+
+@njit(**_JIT)
+def _entry(a, packed, n, bias, use_bias, out, threads):
+    """a: (M, K) with unit column stride; out: (M, n) with unit column stride."""
+    m, k = a.shape
+    n_panels = packed.shape[0]
+    b_addr = 0
+    if use_bias:
+        padded = np.zeros(n_panels * PANEL, np.float32)  # whole 16-lane loads at the right edge
+        padded[:n] = bias
+        b_addr = _addr(padded)
+    lda = a.strides[0]
+    rb, pb, mb, par = _plan(m, n_panels, lda, threads)
+    if par:
+        _parallel(_addr(a), lda, _addr(packed), k, _addr(out), out.strides[0], m, n, b_addr, rb, n_panels, pb, mb)
+    else:
+        _block(_addr(a), lda, _addr(packed), k, _addr(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb)
+    if use_bias:
+        padded[0] += 0.0  # keeps the padded bias alive until the kernels are done
+
+
+_NO_BIAS = np.zeros(1, np.float32)
+
+
+def gemm(a, packed, n, bias=None, out=None):
+    """``out = a @ W.T (+ bias)`` for float32 ``a`` and weights packed by :func:`pack_weights`.
+
+    Parameters
+    ----------
+    a : ndarray of float32, shape (M, K)
+        One token per row; rows may be strided, columns must be contiguous (else copied).
+    packed : ndarray of float32, shape (ceil(N / 16), K, 16)
+        From :func:`pack_weights`.
+    n : int
+        Output columns ``N``.
+    bias : ndarray of float32, shape (N,), optional
+        Added to every row (after the products, so ``out`` is the same as a separate add).
+    out : ndarray of float32, shape (M, N), optional
+        Where to write (rows may be strided, columns contiguous).  Nothing outside it is written.
+
+    Returns
+    -------
+    ndarray of float32, shape (M, N)
+        Each element one fused multiply-add chain over ``k`` in order: bitwise independent of
+        ``M`` and of the other rows.
+    """
+    out = _check(a, packed, n, bias, out, "gemm")
+    if a.strides[1] != 4:
+        a = np.ascontiguousarray(a)
+    target = out if out.strides[1] == 4 else np.empty(out.shape, np.float32)
+    m, k = a.shape
+    if m and n:
+        threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_FLOPS else 1
+        _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads)
+    if target is not out:
+        out[...] = target
+    return out
