@@ -2,9 +2,16 @@
 
 numba writes its on-disk cache beside the source file by default; a read-only site-packages
 would then recompile every kernel in every process. We point it at a user cache directory
-instead (``NUMBA_CACHE_DIR`` wins when set). The threading layer defaults to ``workqueue``:
-OpenMP's spin-waiting threads fight OpenBLAS's own pool when GEMMs and numba-parallel kernels
-alternate (measured 8x slower on 2 cores), and workqueue threads do not spin.
+instead (``NUMBA_CACHE_DIR`` wins when set).
+
+Threading layer: OpenMP first, then workqueue (``NUMBA_THREADING_LAYER`` /
+``NUMBA_THREADING_LAYER_PRIORITY`` win when set). A forward pass launches a few dozen
+parallel regions; measured here, an empty launch costs 2 us on OpenMP's pool and 100 us on
+workqueue's, which made two threads slower than one for a short sentence. The kernels no
+longer alternate with BLAS (the numba backend runs its own GEMM), so OpenMP's spinning
+threads have no BLAS pool to fight. GNU OpenMP is not fork-safe: numba terminates a forked
+child that launches on a pool its parent started, so such a child runs every kernel on its
+calling thread (:func:`may_run_parallel`).
 
 Import this module before the first ``import numba`` anywhere in the package.
 """
@@ -25,6 +32,29 @@ def default_cache_dir() -> str:
 
 if "numba" not in sys.modules:
     os.environ.setdefault("NUMBA_CACHE_DIR", default_cache_dir())
-    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
 
 CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", default_cache_dir())
+
+_forked_after_openmp = False
+
+
+def _after_fork_in_child():
+    global _forked_after_openmp
+    numba = sys.modules.get("numba")
+    if numba is None or _forked_after_openmp:
+        return
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel launch yet: the child may start its own pool
+        return
+    _forked_after_openmp = layer == "omp"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def may_run_parallel() -> bool:
+    """False in a process forked after its parent used numba's OpenMP pool (launching would abort it)."""
+    return not _forked_after_openmp

@@ -51,7 +51,7 @@ import os
 
 import numpy as np
 
-from . import _numba_env  # noqa: F401  (must precede the numba import)
+from ._numba_env import may_run_parallel  # (must precede the numba import)
 import numba
 from numba import njit, prange, types
 from numba.core import cgutils, config
@@ -660,7 +660,7 @@ def _gemm(a, packed, n, out, entry, portable):
     if m and n:
         # the serial/parallel choice is made here (threads=1: serial); asking numba for its
         # thread count costs ~1 us, so only when the product is big enough to use threads
-        threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_OPS else 1
+        threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_OPS and may_run_parallel() else 1
         (entry if _use_avx2 else portable)(a, packed, n, out, threads)
     return out
 

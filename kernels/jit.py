@@ -13,8 +13,11 @@ import math
 
 import numpy as np
 
-from . import _numba_env  # noqa: F401  (must precede the numba import)
+from ._numba_env import may_run_parallel  # (must precede the numba import)
 from numba import njit, prange
+
+from .sgemm import PANEL, _addr
+from .sgemm import _block as _gemm_block
 
 # reassoc lets LLVM vectorise the row reductions (sums in LayerNorm, softmax); contract allows FMA.
 FASTMATH = {"reassoc", "contract", "nsz"}
@@ -108,44 +111,45 @@ def _gather_parallel(token_ids, position_ids, type_ids, word_table, position_tab
 
 @njit(**JIT)
 def _attention_head(qkv, start, length, head, n_heads, head_dim, out):
+    """softmax(Q K^T / sqrt(d)) V for one head of one sequence, as two packed GEMMs (kernels.sgemm)."""
     width = n_heads * head_dim
     q0 = head * head_dim
     k0 = width + q0
     v0 = 2 * width + q0
     scale = np.float32(1.0 / math.sqrt(head_dim))
-    keys_t = np.empty((head_dim, length), np.float32)
-    values = np.empty((length, head_dim), np.float32)
+    # K^T and V in the GEMM's packed-weight layout: panels of PANEL columns, K-major
+    keys = np.zeros(((length + PANEL - 1) // PANEL, head_dim, PANEL), np.float32)
+    values = np.zeros(((head_dim + PANEL - 1) // PANEL, length, PANEL), np.float32)
     for j in range(length):
+        p = j // PANEL
+        c = j - p * PANEL
         for d in range(head_dim):
-            keys_t[d, j] = qkv[start + j, k0 + d]
-            values[j, d] = qkv[start + j, v0 + d]
-    scores = np.empty(length, np.float32)
-    probs = np.empty(length, np.float32)
+            keys[p, d, c] = qkv[start + j, k0 + d]
+            values[d // PANEL, j, d % PANEL] = qkv[start + j, v0 + d]
+    scores = np.empty((length, length), np.float32)
+    row = qkv.strides[0]
+    _gemm_block(_addr(qkv) + start * row + q0 * 4, row, _addr(keys), head_dim, _addr(scores), length * 4,
+                length, 0, 0, length, 0, keys.shape[0], length)
     bits = np.empty(length, np.int32)
-    acc = np.empty(head_dim, np.float32)
+    probs = np.empty(length, np.float32)
     for i in range(length):
-        scores[:] = 0.0
-        for d in range(head_dim):
-            qd = qkv[start + i, q0 + d]
-            for j in range(length):
-                scores[j] += qd * keys_t[d, j]
-        top = scores[0]
+        top = scores[i, 0]
         for j in range(1, length):
-            top = max(top, scores[j])
+            top = max(top, scores[i, j])
         for j in range(length):
-            scores[j] = (scores[j] - top) * scale
-        _exp_into(scores, length, probs, bits)
+            scores[i, j] = (scores[i, j] - top) * scale
+        _exp_into(scores[i], length, probs, bits)
         total = np.float32(0.0)
         for j in range(length):
             total += probs[j]
-        acc[:] = 0.0
-        for j in range(length):
-            pj = probs[j]
-            for d in range(head_dim):
-                acc[d] += pj * values[j, d]
         inv = np.float32(1.0) / total
-        for d in range(head_dim):
-            out[start + i, q0 + d] = acc[d] * inv
+        for j in range(length):
+            scores[i, j] = probs[j] * inv
+    orow = out.strides[0]
+    _gemm_block(_addr(scores), length * 4, _addr(values), length, _addr(out) + start * orow + q0 * 4, orow,
+                head_dim, 0, 0, length, 0, values.shape[0], length)
+    # the scratch arrays must outlive the GEMMs that read them through raw addresses
+    keys[0, 0, 0] += values[0, 0, 0] * np.float32(0.0)
 
 
 @njit(**JIT)
@@ -250,7 +254,7 @@ def _l2_normalize(x, out):
 
 def _chunk(n_rows, width):
     """Rows per parallel task, or 0 when the work is too small to share out."""
-    if n_rows * width < PARALLEL_MIN_ELEMENTS:
+    if n_rows * width < PARALLEL_MIN_ELEMENTS or not may_run_parallel():
         return 0
     return max(1, min(64, n_rows // 16))
 
@@ -266,7 +270,8 @@ def gather_embeddings(token_ids, position_ids, type_ids, word_table, position_ta
 
 def attention(qkv, cu_seqlens, n_heads, head_dim, out):
     # Attention work grows with L^2: go parallel once there is more than one sequence's worth.
-    if (len(cu_seqlens) - 1) * n_heads > 1 and out.shape[0] * out.shape[1] >= PARALLEL_MIN_ELEMENTS // 4:
+    if (len(cu_seqlens) - 1) * n_heads > 1 and out.shape[0] * out.shape[1] >= PARALLEL_MIN_ELEMENTS // 4 \
+            and may_run_parallel():
         _attention_parallel(qkv, cu_seqlens, n_heads, head_dim, out)
     else:
         _attention_serial(qkv, cu_seqlens, n_heads, head_dim, out)

@@ -9,7 +9,7 @@ work is large enough to repay waking the thread pool.
 """
 import numpy as np
 
-from . import _numba_env  # noqa: F401  (must precede the numba import)
+from ._numba_env import may_run_parallel  # (must precede the numba import)
 from numba import njit, prange
 
 from .quant import U8_LEVELS
@@ -24,7 +24,7 @@ PARALLEL_MIN_ELEMENTS = 1 << 16
 
 def _chunk(n_rows, width):
     """Rows per parallel task, or 0 when the work is too small to share out."""
-    if n_rows * width < PARALLEL_MIN_ELEMENTS:
+    if n_rows * width < PARALLEL_MIN_ELEMENTS or not may_run_parallel():
         return 0
     return max(1, min(64, n_rows // 8))
 

@@ -24,7 +24,7 @@ agrees to float32 rounding, not bitwise (BLAS sums in another order).
 """
 import numpy as np
 
-from . import _numba_env  # noqa: F401  (must precede the numba import)
+from ._numba_env import may_run_parallel  # (must precede the numba import)
 import numba
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -245,6 +245,8 @@ def _plan(m, n_panels, row_bytes, threads):
     if threads <= 1:
         return m, n_panels, mb, False
     target = 4 * threads
+    if m <= mb:  # few rows: split the weights only, so that each panel is read from memory once
+        return m, (n_panels + target - 1) // target, mb, True
     rb = ((m + target - 1) // target + MR - 1) // MR * MR
     n_rt = (m + rb - 1) // rb
     pb = n_panels
@@ -329,7 +331,7 @@ def gemm(a, packed, n, bias=None, out=None):
     target = out if out.strides[1] == 4 else np.empty(out.shape, np.float32)
     m, k = a.shape
     if m and n:
-        threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_FLOPS else 1
+        threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_FLOPS and may_run_parallel() else 1
         _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads)
     if target is not out:
         out[...] = target

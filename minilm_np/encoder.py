@@ -24,20 +24,21 @@ TOKENS_PER_TEXT = 128
 WINDOW_TEXTS = 2048
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")
 SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
-# numba's workqueue threading layer (our default, see kernels/_numba_env.py) aborts the whole
-# process when two threads launch parallel kernels at once, so forward passes on the numba
-# backend take this process-wide lock unless a thread-safe layer was chosen.
+# numba's workqueue threading layer (the fallback where OpenMP is missing, see
+# kernels/_numba_env.py) aborts the whole process when two threads launch parallel kernels at
+# once, so forward passes on the numba backend take this process-wide lock unless the pool
+# runs on a thread-safe layer.
 _PARALLEL_LAUNCH_LOCK = threading.Lock()
-THREADSAFE_LAYERS = ("tbb", "omp", "threadsafe", "safe")
+THREADSAFE_LAYERS = ("tbb", "omp")
 
 
 def _forward_lock(uses_numba):
     """The lock a forward pass holds: the launch lock for numba's workqueue layer, else none."""
     if not uses_numba:
         return contextlib.nullcontext()
-    import numba
+    from .kernels import pool
 
-    if str(numba.config.THREADING_LAYER).lower() in THREADSAFE_LAYERS:
+    if pool.start() in THREADSAFE_LAYERS:
         return contextlib.nullcontext()
     return _PARALLEL_LAUNCH_LOCK
 

@@ -5,9 +5,11 @@ What this pins down (see SentenceTransformer.encode's notes):
 - each encode() call has its own scratch buffers, so concurrent calls cannot corrupt each other;
 - the tokenizer is never reconfigured while encoding (the long-text path has its own
   untruncated copy), so a thread tokenising a long text cannot un-truncate another's batch;
-- on the numba backend forward passes hold a process-wide lock, because numba's workqueue
-  threading layer aborts the process on concurrent parallel launches; tokenising, pooling
-  and the numpy backend run concurrently;
+- numba's pool runs on OpenMP where it is available (concurrent launches are safe); on the
+  workqueue fallback, which aborts the process on concurrent parallel launches, forward
+  passes hold a process-wide lock;
+- a process forked after the parent used the OpenMP pool (multiprocessing's default on
+  Linux) embeds on its calling thread instead of being terminated by GNU OpenMP;
 - ``threads=`` changes speed, never the vectors.
 
 The model runs in a child process so that a regression (an abort inside numba) fails this test
@@ -81,3 +83,38 @@ def test_the_tokenizer_is_thread_safe(model_dir):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(job, range(16)))
     assert all(results), f"{results.count(False)} of 16 threaded jobs tokenised differently from serial"
+
+
+FORK_CHILD = r"""
+import json, os
+import numpy as np
+import minilm_np
+
+texts = ["a forked worker embeds too " * (i % 40 + 1) for i in range(64)]  # parallel-sized batches
+model = minilm_np.load(threads=2)
+parent = model.encode(texts)
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(read)
+    same = bool(np.array_equal(model.encode(texts), parent))
+    os.write(write, json.dumps({"same": same}).encode())
+    os._exit(0)
+os.close(write)
+_, status = os.waitpid(pid, 0)
+message = os.read(read, 1000).decode()
+print(json.dumps({"status": status, "child": json.loads(message) if message else None}))
+"""
+
+
+def test_a_forked_child_embeds_after_the_parent_used_the_thread_pool():
+    if not hasattr(os, "fork"):
+        import pytest
+
+        pytest.skip("no os.fork on this platform")
+    done = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["status"] == 0, f"the forked child died (wait status {report['status']}): {done.stderr[-2000:]}"
+    assert report["child"] == {"same": True}

@@ -1,0 +1,75 @@
+"""float32 packed GEMM (minilm_np.kernels.sgemm) against its numpy twin, and its bitwise batch invariance."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from minilm_np.kernels import sgemm
+
+HYP = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+GUARD = np.float32(-7.5)
+
+
+def _operands(m, n, k, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    return a, w, bias
+
+
+def test_pack_round_trips_and_pads_with_zeros():
+    w = np.arange(35 * 3, dtype=np.float32).reshape(35, 3)
+    packed = sgemm.pack_weights(w)
+    assert packed.shape == (3, 3, 16) and packed.flags.c_contiguous
+    assert np.array_equal(sgemm.unpack_weights(packed, 35), w)
+    assert not packed[2, :, 3:].any()  # columns 35..47 are padding
+
+
+@HYP
+@given(m=st.integers(0, 40), n=st.integers(1, 70), k=st.integers(1, 90), bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_matches_the_numpy_twin_on_any_shape(m, n, k, bias, seed):
+    a, w, b = _operands(m, n, k, seed)
+    packed = sgemm.pack_weights(w)
+    want = sgemm.gemm_reference(a, packed, n, b if bias else None)
+    got = sgemm.gemm(a, packed, n, b if bias else None)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
+@HYP
+@given(m=st.integers(1, 30), n=st.integers(1, 50), k=st.integers(1, 60), seed=st.integers(0, 2**16))
+def test_writes_inside_a_strided_view_only(m, n, k, seed):
+    """Edge panels are stored lane by lane: the guard columns around ``out`` stay untouched."""
+    a, w, b = _operands(m, n, k, seed)
+    big = np.full((m + 2, n + 9), GUARD, np.float32)
+    out = big[1:m + 1, 4:n + 4]
+    sgemm.gemm(a, sgemm.pack_weights(w), n, b, out)
+    np.testing.assert_allclose(out, a @ w.T + b, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+    outside = big.copy()
+    outside[1:m + 1, 4:n + 4] = GUARD
+    assert (outside == GUARD).all()
+
+
+@pytest.mark.parametrize("k,n", [(384, 1152), (1536, 384), (32, 37)])
+def test_every_row_is_bitwise_the_same_alone_and_in_any_batch(k, n):
+    a, w, b = _operands(700, n, k, 7)  # 700 rows: parallel, several row blocks
+    packed = sgemm.pack_weights(w)
+    whole = sgemm.gemm(a, packed, n, b)
+    for lo, hi in [(0, 1), (5, 6), (3, 20), (17, 29), (100, 700), (699, 700)]:
+        assert np.array_equal(sgemm.gemm(a[lo:hi], packed, n, b), whole[lo:hi]), (lo, hi)
+
+
+def test_bad_arguments_name_the_problem():
+    a, w, b = _operands(3, 20, 8, 0)
+    packed = sgemm.pack_weights(w)
+    with pytest.raises(ValueError, match="K=9"):
+        sgemm.gemm(np.zeros((3, 9), np.float32), packed, 20)
+    with pytest.raises(ValueError, match="n=40"):
+        sgemm.gemm(a, packed, 40)
+    with pytest.raises(TypeError, match="float32"):
+        sgemm.gemm(a.astype(np.float64), packed, 20)
+    with pytest.raises(ValueError, match="bias"):
+        sgemm.gemm(a, packed, 20, np.zeros(19, np.float32))
+    with pytest.raises(TypeError, match="weights must be a 2-D float32"):
+        sgemm.pack_weights(w.astype(np.float16))
