@@ -133,6 +133,22 @@ def dequantize_weights(q, col_scale, outlier_index, outlier_weight, out):
     return out
 
 
+def dequantize_weights_packed(q, col_scale, outlier_index, outlier_weight, out):
+    """:func:`dequantize_weights` written in the packed layout of :mod:`sgemm` (panels of 16 rows).
+
+    Parameters
+    ----------
+    q, col_scale, outlier_index, outlier_weight : as :func:`dequantize_weights`
+    out : ndarray of float32, (ceil(N / 16), K, 16), written
+        ``out[p, k, j] = W[16 p + j, k]``; rows past ``N`` are zero.
+    """
+    n, k = q.shape
+    dense = np.zeros((out.shape[0] * out.shape[2], k), np.float32)
+    dequantize_weights(q, col_scale, outlier_index, outlier_weight, dense[:n])
+    out[...] = dense.reshape(out.shape[0], out.shape[2], k).transpose(0, 2, 1)
+    return out
+
+
 def gather_rows(q_table, row_scale, ids, out):
     """Dequantised rows of an int8 table: ``out[t] = q_table[ids[t]] * row_scale[ids[t]]``.
 

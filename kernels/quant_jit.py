@@ -138,6 +138,32 @@ def _dequantize_weights_parallel(q, col_scale, outlier_index, outlier_weight, ou
 
 
 @njit(**JIT)
+def _dequantize_packed_panels(q, col_scale, outlier_index, outlier_weight, out, lo_panel, hi_panel):
+    n, k = q.shape
+    width = out.shape[2]
+    for p in range(lo_panel, hi_panel):
+        for j in range(width):
+            r = p * width + j
+            if r >= n:
+                for c in range(k):
+                    out[p, c, j] = 0.0
+                continue
+            s = col_scale[r]
+            for c in range(k):
+                out[p, c, j] = np.float32(q[r, c]) * s
+            for i in range(outlier_index.shape[0]):
+                out[p, outlier_index[i], j] = outlier_weight[i, r]
+
+
+@njit(**PJIT)
+def _dequantize_packed_parallel(q, col_scale, outlier_index, outlier_weight, out, chunk):
+    n_panels = out.shape[0]
+    for c in prange((n_panels + chunk - 1) // chunk):
+        _dequantize_packed_panels(q, col_scale, outlier_index, outlier_weight, out, c * chunk,
+                                  min(n_panels, (c + 1) * chunk))
+
+
+@njit(**JIT)
 def _gather_rows(q_table, row_scale, ids, out):
     for t in range(ids.shape[0]):
         r = ids[t]
@@ -181,11 +207,21 @@ def dequantize_weights(q, col_scale, outlier_index, outlier_weight, out):
     return out
 
 
+def dequantize_weights_packed(q, col_scale, outlier_index, outlier_weight, out):
+    chunk = _chunk(*q.shape)
+    if chunk:
+        _dequantize_packed_parallel(q, col_scale, outlier_index, outlier_weight, out, max(1, chunk // out.shape[2]))
+    else:
+        _dequantize_packed_panels(q, col_scale, outlier_index, outlier_weight, out, 0, out.shape[0])
+    return out
+
+
 def gather_rows(q_table, row_scale, ids, out):
     _gather_rows(q_table, row_scale, ids, out)
     return out
 
 
-for _twin in (quantize_rows_u8, quantize_rows_s16, dequantize_output, dequantize_weights, gather_rows):
+for _twin in (quantize_rows_u8, quantize_rows_s16, dequantize_output, dequantize_weights,
+              dequantize_weights_packed, gather_rows):
     from . import quant as _reference
     _twin.__doc__ = getattr(_reference, _twin.__name__).__doc__

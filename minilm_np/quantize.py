@@ -295,6 +295,13 @@ class QuantizedLinear:
         m, k = x.shape
         if m == 0:
             return out
+        if self.mode == "w8" and self.backend == "numba":  # the packed float32 GEMM, no BLAS
+            from .kernels import sgemm
+
+            n_panels = -(-self.shape[0] // sgemm.PANEL)
+            w = self._k.dequantize_weights_packed(self._qweight, self.scale, self.outlier_index, self.outlier_weight,
+                                                  _scratch.get("w8", (n_panels, k, sgemm.PANEL), np.float32))
+            return sgemm.gemm(x, w, self.shape[0], out=out)
         if self.mode == "w8":
             w = self._k.dequantize_weights(self._qweight, self.scale, self.outlier_index, self.outlier_weight,
                                            _scratch.get("w8", self.shape, np.float32))
