@@ -42,6 +42,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ModelFileError
+from .safetensors_io import release_pages
 from .weights import LayerWeights, Weights
 
 MODES = ("w8", "w8a16", "w8a8")
@@ -240,6 +241,7 @@ class QuantizedLinear:
 
             pack = int8_gemm.pack_weights_u8s8 if mode == "w8a8" else int8_gemm.pack_weights_s16s8
             self._packed = pack(self._qweight)
+            release_pages(qweight)  # a mapped file's pages: the packed copy replaces them
             self._gemm = int8_gemm.gemm_u8s8 if mode == "w8a8" else int8_gemm.gemm_s16s8
             self._qweight = None  # the packed copy is all the kernel needs
 

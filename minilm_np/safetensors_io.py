@@ -89,3 +89,25 @@ def read_safetensors(path):
             array.flags.writeable = False
         tensors[name] = array.reshape(shape)
     return tensors, metadata
+
+
+def release_pages(array) -> None:
+    """Drop this process's resident pages of a memory-mapped tensor that has been copied elsewhere.
+
+    The tensor stays readable (a later read faults the pages back in from the page cache);
+    this only keeps the pages of weights that were repacked at load time out of the
+    process's resident memory.  A no-op for arrays that are not views of a mapped file, or
+    where ``madvise`` is unavailable.
+    """
+    root = array
+    while isinstance(root, np.ndarray):
+        root = root.base
+    if isinstance(root, memoryview):
+        root = root.obj
+    if not isinstance(root, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    offset = array.ctypes.data - np.frombuffer(root, np.uint8, count=1).ctypes.data
+    start = -(-offset // mmap.PAGESIZE) * mmap.PAGESIZE
+    end = (offset + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > start:
+        root.madvise(mmap.MADV_DONTNEED, start, end - start)

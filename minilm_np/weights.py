@@ -6,7 +6,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ModelFileError
-from .safetensors_io import read_safetensors
+from .safetensors_io import read_safetensors, release_pages
 
 # Tensors a BERT checkpoint may carry that the sentence encoder does not use.
 IGNORED_PREFIXES = ("pooler.", "cls.", "embeddings.position_ids")
@@ -198,6 +198,7 @@ class PackedLinear:
         self._gemm = sgemm.gemm
         self.shape = weight.shape
         self.packed = sgemm.pack_weights(weight)
+        release_pages(weight)  # the packed copy is all the GEMM reads
 
     def matmul(self, x, out):
         """``out = x @ weight.T`` for x ``(n, in)`` float32; returns ``out`` ``(n, out)``."""
@@ -236,6 +237,11 @@ def arrange(tensors: dict, config: Config, linear=gemm_layout) -> Weights:
             ffn_norm_gamma=tensors[p + "output.LayerNorm.weight"],
             ffn_norm_beta=tensors[p + "output.LayerNorm.bias"],
         ))
+        # ``linear`` copied these matrices: their mapped pages need not stay resident
+        for name in tensors:
+            if name.startswith(f"encoder.layer.{i}.") and name.endswith("dense.weight") or \
+                    name.startswith(a + "self.") and name.endswith(".weight"):
+                release_pages(tensors[name])
     return Weights(
         word_embeddings=tensors["embeddings.word_embeddings.weight"],
         position_embeddings=tensors["embeddings.position_embeddings.weight"],
