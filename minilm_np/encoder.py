@@ -273,14 +273,11 @@ class SentenceTransformer:
         Threads: one model may be shared by many threads; each call keeps its own scratch
         buffers, and the vectors are bitwise those of serial calls. The GIL is released in
         tokenisation (Rust) and in the GEMMs and other kernels (numba ``nogil``; BLAS on the numpy
-        backend), so calls
-        from several threads overlap there, but on the numba backend whole forward passes take a
-        process-wide lock: numba's default ``workqueue`` threading layer aborts the process on
-        concurrent parallel launches (set ``NUMBA_THREADING_LAYER=tbb`` or ``omp`` before
-        import to lift the lock). ``threads=`` is each call's intra-op parallelism (numba's
-        setting is applied per calling thread at every call; the BLAS setting is process-wide,
-        from the last model loaded), so with N caller threads use ``threads=1`` to avoid
-        oversubscribing the cores.
+        backend), so calls from several threads overlap. numba's pool runs on OpenMP where it is
+        available; on its ``workqueue`` fallback, which aborts the process on concurrent parallel
+        launches, whole forward passes take a process-wide lock. ``threads=`` is each call's
+        intra-op parallelism (numba's setting is applied per calling thread at every call), so
+        with N caller threads use ``threads=1`` to avoid oversubscribing the cores.
         """
         if convert_to_tensor:
             raise ValueError("convert_to_tensor=True is not supported: minilm-np returns numpy arrays "
