@@ -126,7 +126,8 @@ def gemm_reference(a, packed, n, bias=None, out=None):
 #   a_addr: address of A[i0, 0]; lda: bytes between A rows;
 #   w_addr: address of one packed panel (k rows of 64 bytes);
 #   c_addr: address of C[i0, j0]; ldc: bytes between C rows; ncols: valid columns (1..16);
-#   b_addr: address of bias[j0] (16 floats readable: the bias is padded), 0 for no bias.
+#   b_addr: address of bias[j0] (16 floats readable: the bias is padded), 0 for no bias;
+#   pf_addr: address of a panel to prefetch row by row (the next one), or of this one.
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 _V8F = ir.VectorType(_F32, 8)
@@ -135,8 +136,11 @@ NR = PANEL // 8
 
 def _make_kernel(mr):
     def codegen(context, builder, sig, args):
-        a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr = args
+        a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr, pf_addr = args
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
+        i8p = ir.IntType(8).as_pointer()
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]), "llvm.prefetch.p0")
 
         def c64(x):
             return ir.Constant(_I64, x)
@@ -151,6 +155,10 @@ def _make_kernel(mr):
             wrow = builder.add(w_addr, builder.mul(kk, c64(PANEL * 4)))
             ws = [builder.load(builder.inttoptr(builder.add(wrow, c64(32 * v)), _V8F.as_pointer()), align=4)
                   for v in range(NR)]
+            # row k of the panel to come, into L2 (prefetcht1): it streams in from memory while
+            # this panel is computed (measured: a 17-row forward's GEMMs 6.6-9.2 -> 4.3-4.7 ms)
+            builder.call(prefetch, [builder.inttoptr(builder.add(pf_addr, builder.mul(kk, c64(PANEL * 4))), i8p),
+                                    ir.Constant(_I32, 0), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
             k4 = builder.mul(kk, c64(4))
             for i in range(mr):
                 x = builder.load(builder.inttoptr(builder.add(rows[i], k4), _F32.as_pointer()), align=4)
@@ -187,11 +195,11 @@ def _make_kernel(mr):
                                               align=4)
         return context.get_dummy_value()
 
-    def kernel(typingctx, a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr):
-        args = (a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr)
+    def kernel(typingctx, a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr, pf_addr):
+        args = (a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr, pf_addr)
         if not all(isinstance(t, types.Integer) for t in args):
             return None
-        return types.void(*([types.int64] * 8)), codegen
+        return types.void(*([types.int64] * 9)), codegen
 
     kernel.__name__ = kernel.__qualname__ = f"_ukernel_f32_{mr}x{PANEL}"
     return intrinsic(kernel)
@@ -201,19 +209,19 @@ _k1, _k2, _k3, _k4, _k5, _k6 = (_make_kernel(mr) for mr in range(1, MR + 1))
 
 
 @njit(**_JIT)
-def _tile(mr, a_addr, lda, wp, k, cp, ldc, ncols, bp):
+def _tile(mr, a_addr, lda, wp, k, cp, ldc, ncols, bp, pf):
     if mr == 6:
-        _k6(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+        _k6(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
     elif mr == 5:
-        _k5(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+        _k5(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
     elif mr == 4:
-        _k4(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+        _k4(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
     elif mr == 3:
-        _k3(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+        _k3(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
     elif mr == 2:
-        _k2(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+        _k2(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
     else:
-        _k1(a_addr, lda, wp, k, cp, ldc, ncols, bp)
+        _k1(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
 
 
 @njit(**_JIT)
@@ -231,10 +239,11 @@ def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb):
             wp = w_addr + p * panel_bytes
             cp = c_addr + p * (PANEL * 4)
             bp = b_addr + p * (PANEL * 4) if b_addr != 0 else 0
+            pf = wp + panel_bytes if p + 1 < p1 else wp
             i = r0
             for t in range(n_tiles):
                 mr = base + 1 if t < extra else base
-                _tile(mr, a_addr + i * lda, lda, wp, k, cp + i * ldc, ldc, ncols, bp)
+                _tile(mr, a_addr + i * lda, lda, wp, k, cp + i * ldc, ldc, ncols, bp, pf)
                 i += mr
 
 
