@@ -52,6 +52,7 @@ import os
 import numpy as np
 
 from ._numba_env import may_run_parallel  # (must precede the numba import)
+from ._tiles import address, plan_tasks, store_tile
 import numba
 from numba import njit, prange, types
 from numba.core import cgutils, config
@@ -76,8 +77,6 @@ NR = PANEL // 8
 PARALLEL_MIN_OPS = 1 << 21
 """Multiply-adds (``M * N * K``) below which a product stays on the calling thread (~20 us of
 single-thread work; with a warm pool two threads already win at ~1M, measured)."""
-L2_A_BYTES = 1 << 17
-"""Bytes of ``A`` rows one task keeps hot while it sweeps the weight panels."""
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
@@ -351,26 +350,7 @@ def _make_kernel(mr, kind):
                                       accs[0][i][v])
         accs = accs[0]
 
-        # store: full vectors while all 8 lanes are valid, lane by lane on the right edge
-        full = builder.icmp_signed(">=", ncols, c64(PANEL))
-        with builder.if_else(full) as (then, otherwise):
-            with then:
-                for i in range(mr):
-                    crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
-                    for v in range(NR):
-                        ptr = builder.inttoptr(builder.add(crow, c64(32 * v)), _V8I32.as_pointer())
-                        builder.store(builder.load(accs[i][v]), ptr, align=4)
-            with otherwise:
-                for i in range(mr):
-                    crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
-                    for v in range(NR):
-                        val = builder.load(accs[i][v])
-                        for lane in range(8):
-                            j = 8 * v + lane
-                            with builder.if_then(builder.icmp_signed(">", ncols, c64(j)), likely=True):
-                                ptr = builder.inttoptr(builder.add(crow, c64(4 * j)), _I32.as_pointer())
-                                builder.store(builder.extract_element(val, ir.Constant(_I32, lane)), ptr,
-                                              align=4)
+        store_tile(builder, accs, c_addr, ldc, ncols, _I32)
         return context.get_dummy_value()
 
     def kernel(typingctx, a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols):
@@ -441,26 +421,6 @@ def _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, i0, i1, p0, p1, 
                 _k_s16s8_1(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
 
 
-@njit(**_JIT)
-def _plan(m, n_panels, row_bytes, threads):
-    """How to split ``m`` rows x ``n_panels`` panels: ``(rb, pb, mb, parallel)``.
-
-    ``rb`` rows x ``pb`` panels per parallel task (about four tasks per thread; panels are
-    split too when there are too few rows), ``mb`` rows of ``A`` kept in L2 within a task.
-    """
-    mb = max(MR, (L2_A_BYTES // max(row_bytes, 1)) // MR * MR)
-    if threads <= 1:
-        return m, n_panels, mb, False
-    target = 4 * threads
-    rb = ((m + target - 1) // target + MR - 1) // MR * MR
-    n_rt = (m + rb - 1) // rb
-    pb = n_panels
-    if n_rt < target:
-        n_pt = min(n_panels, (target + n_rt - 1) // n_rt)
-        pb = (n_panels + n_pt - 1) // n_pt
-    return rb, pb, mb, True
-
-
 @njit(parallel=True, **_JIT)
 def _u8s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb):
     n_rt = (m + rb - 1) // rb
@@ -483,29 +443,16 @@ def _s16s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, rb, n_pane
                      q * pb, min(n_panels, q * pb + pb), mb)
 
 
-@intrinsic
-def _addr(typingctx, arr):
-    """Address of ``arr``'s first element, as int64 (the array must outlive its use)."""
-    if not isinstance(arr, types.Array):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        return builder.ptrtoint(ary.data, _I64)
-
-    return types.int64(arr), codegen
-
-
 @njit(**_JIT)
 def _u8s8_run(a, packed, n, c_addr, ldc, threads):
     m = a.shape[0]
     n_panels, n_groups = packed.shape[0], packed.shape[1]
     lda = a.strides[0]
-    rb, pb, mb, par = _plan(m, n_panels, lda, threads)
+    rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR)
     if par:
-        _u8s8_parallel(_addr(a), lda, _addr(packed), n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb)
+        _u8s8_parallel(address(a), lda, address(packed), n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb)
     else:
-        _u8s8_block(_addr(a), lda, _addr(packed), n_groups, c_addr, ldc, n, 0, m, 0, n_panels, mb)
+        _u8s8_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, 0, m, 0, n_panels, mb)
 
 
 @njit(**_JIT)
@@ -513,11 +460,11 @@ def _s16s8_run(a, packed, n, c_addr, ldc, threads):
     m = a.shape[0]
     n_panels, n_groups = packed.shape[0], packed.shape[1]
     lda = a.strides[0]
-    rb, pb, mb, par = _plan(m, n_panels, lda, threads)
+    rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR)
     if par:
-        _s16s8_parallel(_addr(a), lda, _addr(packed), n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb)
+        _s16s8_parallel(address(a), lda, address(packed), n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb)
     else:
-        _s16s8_block(_addr(a), lda, _addr(packed), n_groups, c_addr, ldc, n, 0, m, 0, n_panels, mb)
+        _s16s8_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, 0, m, 0, n_panels, mb)
 
 
 @njit(**_JIT)
@@ -531,10 +478,10 @@ def _u8s8_entry(a, packed, n, out, threads):
     else:
         ap = a
     if out.strides[1] == 4:
-        _u8s8_run(ap, packed, n, _addr(out), out.strides[0], threads)
+        _u8s8_run(ap, packed, n, address(out), out.strides[0], threads)
     else:
         tmp = np.empty((m, n), dtype=np.int32)
-        _u8s8_run(ap, packed, n, _addr(tmp), n * 4, threads)
+        _u8s8_run(ap, packed, n, address(tmp), n * 4, threads)
         out[:, :] = tmp
 
 
@@ -549,10 +496,10 @@ def _s16s8_entry(a, packed, n, out, threads):
     else:
         ap = a
     if out.strides[1] == 4:
-        _s16s8_run(ap, packed, n, _addr(out), out.strides[0], threads)
+        _s16s8_run(ap, packed, n, address(out), out.strides[0], threads)
     else:
         tmp = np.empty((m, n), dtype=np.int32)
-        _s16s8_run(ap, packed, n, _addr(tmp), n * 4, threads)
+        _s16s8_run(ap, packed, n, address(tmp), n * 4, threads)
         out[:, :] = tmp
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from ._numba_env import may_run_parallel  # (must precede the numba import)
 from numba import njit, prange
 
-from .sgemm import PANEL, _addr
+from ._tiles import address as _addr
+from .sgemm import PANEL
 from .sgemm import _block as _gemm_block
 
 # reassoc lets LLVM vectorise the row reductions (sums in LayerNorm, softmax); contract allows FMA.

@@ -25,6 +25,7 @@ agrees to float32 rounding, not bitwise (BLAS sums in another order).
 import numpy as np
 
 from ._numba_env import may_run_parallel  # (must precede the numba import)
+from ._tiles import address, plan_tasks, store_tile
 import numba
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -40,8 +41,6 @@ MR = 6
 fit the 16 vector registers of AVX2)."""
 PARALLEL_MIN_FLOPS = 1 << 21
 """Multiply-adds below which a product stays on the calling thread."""
-L2_A_BYTES = 1 << 17
-"""Bytes of ``A`` rows one task keeps hot while it sweeps the weight panels."""
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
@@ -174,25 +173,7 @@ def _make_kernel(mr):
                 for v in range(NR):
                     builder.store(builder.fadd(builder.load(accs[i][v]), bias[v]), accs[i][v])
 
-        full = builder.icmp_signed(">=", ncols, c64(PANEL))
-        with builder.if_else(full) as (then, otherwise):
-            with then:
-                for i in range(mr):
-                    crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
-                    for v in range(NR):
-                        ptr = builder.inttoptr(builder.add(crow, c64(32 * v)), _V8F.as_pointer())
-                        builder.store(builder.load(accs[i][v]), ptr, align=4)
-            with otherwise:
-                for i in range(mr):
-                    crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
-                    for v in range(NR):
-                        val = builder.load(accs[i][v])
-                        for lane in range(8):
-                            j = 8 * v + lane
-                            with builder.if_then(builder.icmp_signed(">", ncols, c64(j)), likely=True):
-                                ptr = builder.inttoptr(builder.add(crow, c64(4 * j)), _F32.as_pointer())
-                                builder.store(builder.extract_element(val, ir.Constant(_I32, lane)), ptr,
-                                              align=4)
+        store_tile(builder, accs, c_addr, ldc, ncols, _F32)
         return context.get_dummy_value()
 
     def kernel(typingctx, a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr, pf_addr):
@@ -247,24 +228,6 @@ def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb):
                 i += mr
 
 
-@njit(**_JIT)
-def _plan(m, n_panels, row_bytes, threads):
-    """``(rb, pb, mb, parallel)``: rows x panels per task, rows of A kept in L2 within a task."""
-    mb = max(MR, (L2_A_BYTES // max(row_bytes, 1)) // MR * MR)
-    if threads <= 1:
-        return m, n_panels, mb, False
-    target = 4 * threads
-    if m <= mb:  # few rows: split the weights only, so that each panel is read from memory once
-        return m, (n_panels + target - 1) // target, mb, True
-    rb = ((m + target - 1) // target + MR - 1) // MR * MR
-    n_rt = (m + rb - 1) // rb
-    pb = n_panels
-    if n_rt < target:
-        n_pt = min(n_panels, (target + n_rt - 1) // n_rt)
-        pb = (n_panels + n_pt - 1) // n_pt
-    return rb, pb, mb, True
-
-
 @njit(parallel=True, **_JIT)
 def _parallel(a_addr, lda, w_addr, k, c_addr, ldc, m, n, b_addr, rb, n_panels, pb, mb):
     n_rt = (m + rb - 1) // rb
@@ -276,19 +239,6 @@ def _parallel(a_addr, lda, w_addr, k, c_addr, ldc, m, n, b_addr, rb, n_panels, p
                q * pb, min(n_panels, q * pb + pb), mb)
 
 
-@intrinsic
-def _addr(typingctx, arr):
-    """Address of ``arr``'s first element, as int64 (the array must outlive its use)."""
-    if not isinstance(arr, types.Array):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        return builder.ptrtoint(ary.data, _I64)
-
-    return types.int64(arr), codegen
-
-
 @njit(**_JIT)
 def _entry(a, packed, n, bias, use_bias, out, threads):
     """a: (M, K) with unit column stride; out: (M, n) with unit column stride."""
@@ -298,13 +248,13 @@ def _entry(a, packed, n, bias, use_bias, out, threads):
     if use_bias:
         padded = np.zeros(n_panels * PANEL, np.float32)  # whole 16-lane loads at the right edge
         padded[:n] = bias
-        b_addr = _addr(padded)
+        b_addr = address(padded)
     lda = a.strides[0]
-    rb, pb, mb, par = _plan(m, n_panels, lda, threads)
+    rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR)
     if par:
-        _parallel(_addr(a), lda, _addr(packed), k, _addr(out), out.strides[0], m, n, b_addr, rb, n_panels, pb, mb)
+        _parallel(address(a), lda, address(packed), k, address(out), out.strides[0], m, n, b_addr, rb, n_panels, pb, mb)
     else:
-        _block(_addr(a), lda, _addr(packed), k, _addr(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb)
+        _block(address(a), lda, address(packed), k, address(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb)
     if use_bias:
         padded[0] += 0.0  # keeps the padded bias alive until the kernels are done
 

@@ -1,0 +1,76 @@
+"""What the packed GEMMs (sgemm, int8_gemm) share: array addresses, task plans, tile stores in LLVM IR."""
+from ._numba_env import may_run_parallel  # noqa: F401  (must precede the numba import)
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+_I32, _I64 = ir.IntType(32), ir.IntType(64)
+L2_A_BYTES = 1 << 17
+"""Bytes of ``A`` rows one task keeps hot while it sweeps the weight panels."""
+
+
+@intrinsic
+def address(typingctx, arr):
+    """Address of ``arr``'s first element, as int64 (the array must outlive its use)."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        return builder.ptrtoint(ary.data, _I64)
+
+    return types.int64(arr), codegen
+
+
+@njit(cache=True, nogil=True)
+def plan_tasks(m, n_panels, row_bytes, threads, mr):
+    """How to split ``m`` rows x ``n_panels`` weight panels: ``(rb, pb, mb, parallel)``.
+
+    ``rb`` rows x ``pb`` panels per parallel task (about four tasks per thread), ``mb`` rows
+    of ``A`` kept in L2 within a task; row blocks are multiples of the tile height ``mr``.
+    """
+    mb = max(mr, (L2_A_BYTES // max(row_bytes, 1)) // mr * mr)
+    if threads <= 1:
+        return m, n_panels, mb, False
+    target = 4 * threads
+    if m <= mb:  # few rows: split the weights only, so that each panel is read from memory once
+        return m, (n_panels + target - 1) // target, mb, True
+    rb = ((m + target - 1) // target + mr - 1) // mr * mr
+    n_rt = (m + rb - 1) // rb
+    pb = n_panels
+    if n_rt < target:
+        n_pt = min(n_panels, (target + n_rt - 1) // n_rt)
+        pb = (n_panels + n_pt - 1) // n_pt
+    return rb, pb, mb, True
+
+
+def store_tile(builder, accs, c_addr, ldc, ncols, element):
+    """Store an ``mr x (8 * nr)`` tile of 8-lane accumulators (``accs[i][v]``, allocas) to C.
+
+    Whole vectors while all columns are valid, lane by lane at the right edge (``ncols`` <
+    ``8 * nr``), so that nothing outside C's columns is written.  ``element`` is the IR
+    type of one lane (4 bytes).
+    """
+    def c64(x):
+        return ir.Constant(_I64, x)
+
+    vector = ir.VectorType(element, 8)
+    width = 8 * len(accs[0])
+    full = builder.icmp_signed(">=", ncols, c64(width))
+    with builder.if_else(full) as (then, otherwise):
+        with then:
+            for i, row in enumerate(accs):
+                crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
+                for v, acc in enumerate(row):
+                    ptr = builder.inttoptr(builder.add(crow, c64(32 * v)), vector.as_pointer())
+                    builder.store(builder.load(acc), ptr, align=4)
+        with otherwise:
+            for i, row in enumerate(accs):
+                crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
+                for v, acc in enumerate(row):
+                    val = builder.load(acc)
+                    for lane in range(8):
+                        j = 8 * v + lane
+                        with builder.if_then(builder.icmp_signed(">", ncols, c64(j)), likely=True):
+                            ptr = builder.inttoptr(builder.add(crow, c64(4 * j)), element.as_pointer())
+                            builder.store(builder.extract_element(val, ir.Constant(_I32, lane)), ptr, align=4)
