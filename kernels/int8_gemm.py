@@ -48,7 +48,8 @@ are numba functions around a register-tiled micro-kernel (``MR = 4`` rows of ``A
 written in LLVM IR through ``numba.extending.intrinsic``.  Without it -- or after
 :func:`select` ``(False)`` -- the same packed weights go through a portable numba loop nest
 (no x86 intrinsics; LLVM vectorises it for whatever CPU it runs on), several times slower but
-exact and identical in result.  The numpy twins ``gemm_*_reference`` (int64 matmul of the unpacked weights) are the readable spec.
+exact and identical in result.  The numpy twins ``gemm_*_reference`` (int64 matmul of the
+unpacked weights) are the readable spec.
 
 Large products run on numba's thread pool (``prange`` over blocks of rows and column panels);
 products under :data:`PARALLEL_MIN_OPS` multiply-adds (one sentence) stay on the calling thread.
