@@ -162,10 +162,12 @@ def _attention_serial(qkv, cu_seqlens, n_heads, head_dim, out):
 
 @njit(**PJIT)
 def _attention_parallel(qkv, cu_seqlens, n_heads, head_dim, out):
-    n_tasks = (len(cu_seqlens) - 1) * n_heads
-    for task in prange(n_tasks):
-        s = task // n_heads
-        h = task - s * n_heads
+    # Head-major task order: prange hands each thread one contiguous block of tasks, and a block
+    # of heads over every sequence costs the same whatever the (sorted) sequence lengths are.
+    n_seqs = len(cu_seqlens) - 1
+    for task in prange(n_seqs * n_heads):
+        h = task // n_seqs
+        s = task - h * n_seqs
         _attention_head(qkv, cu_seqlens[s], cu_seqlens[s + 1] - cu_seqlens[s], h, n_heads, head_dim, out)
 
 
