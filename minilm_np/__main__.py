@@ -1,6 +1,6 @@
 """``python -m minilm_np``: the same command line as ``minilm-np``."""
 import sys
 
-from .cli import main
+from .cli import run
 
-sys.exit(main())
+sys.exit(run())

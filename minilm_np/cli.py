@@ -1,6 +1,7 @@
 """The ``minilm-np`` command line: embed, similarity, search, quantize, bench, parity, info, warmup."""
 import argparse
 import csv
+import gc
 import io
 import json
 import os
@@ -356,5 +357,20 @@ def main(argv=None):
     return 0
 
 
+def run():
+    """Console-script entry point: :func:`main`, then exit without the final garbage collections.
+
+    The interpreter's shutdown collections walk every object numba and its imports created
+    (about 120,000): 0.2-0.25 s of a 1.1 s command, measured.  By the time :func:`main` returns,
+    everything the command wrote is closed, so the CLI's own process freezes the collector
+    instead (Python does not promise finalisers for objects alive at exit).  Library users'
+    processes are left alone.
+    """
+    code = main()
+    sys.stdout.flush()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
