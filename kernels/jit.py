@@ -149,8 +149,10 @@ def _attention_head(qkv, start, length, head, n_heads, head_dim, out):
     orow = out.strides[0]
     _gemm_block(_addr(scores), length * 4, _addr(values), length, _addr(out) + start * orow + q0 * 4, orow,
                 head_dim, 0, 0, length, 0, values.shape[0], length)
-    # the scratch arrays must outlive the GEMMs that read them through raw addresses
-    keys[0, 0, 0] += values[0, 0, 0] * np.float32(0.0)
+    # The scratch arrays must outlive the GEMMs that read them through raw addresses: numba frees
+    # an array after its last use, which for `scores` would be `_addr(scores)` above, and another
+    # thread's allocation could then reuse the memory while the GEMM reads it.
+    keys[0, 0, 0] += (values[0, 0, 0] + scores[0, 0]) * np.float32(0.0)
 
 
 @njit(**JIT)
