@@ -23,6 +23,18 @@ def address(typingctx, arr):
 
 
 @njit(cache=True, nogil=True)
+def keep_alive(arr):
+    """Use ``arr`` here, after a kernel that read it by :func:`address`.
+
+    numba frees an array right after its last use in the function; for an array handed on by
+    address that is the address computation itself, so another thread's allocation could reuse
+    the memory while a kernel still reads it.  A call to this after the kernel moves the last
+    use there.
+    """
+    return arr.shape[0]
+
+
+@njit(cache=True, nogil=True)
 def plan_tasks(m, n_panels, row_bytes, threads, mr):
     """How to split ``m`` rows x ``n_panels`` weight panels: ``(rb, pb, mb, parallel)``.
 

@@ -23,6 +23,16 @@ Both accumulate in int32 and wrap on overflow (as any int32 GEMM does): results 
 ``K * max|A| * max|W| < 2**31`` -- e.g. ``|A| <= 2047``, ``|W| <= 127`` allows ``K <= 8259``;
 for u8s8 (``A <= 127``) ``K <= 132104``.
 
+Two fused layers over the same kernels, for float32 activations:
+
+``linear_u8s8`` / ``linear_s16s8``
+    ``out = x @ W.T``: each row of ``x`` quantised on its own (u8 with a zero point, or
+    symmetric int16), the exact product above, and the dequantising epilogue applied strip by
+    strip while each 16-column strip of ``C`` is still in L1 -- one call, bitwise equal to
+    ``quant.quantize_rows_*``, the product and ``quant.dequantize_output`` run in turn (their
+    numpy twins ``linear_*_reference`` do exactly that).  Per-column constants come in a
+    :class:`Dequantization`, padded once.
+
 Packed weight layout (both kernels)
 -----------------------------------
 Output columns are split into *panels* of ``PANEL = 16`` columns (two 8-lane int32 vectors),
@@ -59,7 +69,8 @@ import os
 import numpy as np
 
 from ._numba_env import may_run_parallel  # (must precede the numba import)
-from ._tiles import address, plan_tasks, store_tile
+from ._tiles import address, keep_alive, plan_tasks, store_tile
+from . import quant_jit
 import numba
 from numba import njit, prange, types
 from numba.core import cgutils, config
@@ -68,7 +79,8 @@ from llvmlite import ir
 
 __all__ = [
     "HAVE_AVX2", "HAVE_VNNI", "PANEL", "pack_weights_u8s8", "pack_weights_s16s8", "unpack_weights",
-    "gemm_u8s8", "gemm_s16s8", "gemm_u8s8_reference", "gemm_s16s8_reference", "select",
+    "gemm_u8s8", "gemm_s16s8", "gemm_u8s8_reference", "gemm_s16s8_reference", "Dequantization",
+    "linear_u8s8", "linear_s16s8", "linear_u8s8_reference", "linear_s16s8_reference", "select",
     "using_avx2",
 ]
 
@@ -294,14 +306,102 @@ def gemm_s16s8_reference(a, packed, n, out=None):
 # ----------------------------------------------------------------------------------------------
 # AVX2 micro-kernel, emitted as LLVM IR
 #
-# kernel(a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols) computes an (mr x 16) int32 tile:
+# kernel(a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols, pf_addr) computes an (mr x 16)
+# int32 tile:
 #   a_addr: address of A[i0, 0]; lda: bytes between A rows (each group reads 4 bytes of a row);
 #   w_addr: address of one packed panel (n_groups blocks of 64 bytes);
 #   c_addr: address of C[i0, j0]; ldc: bytes between C rows; ncols: valid columns (1..16),
-#   columns >= ncols are not written.
+#   columns >= ncols are not written;
+#   pf_addr: address of a panel to prefetch line by line (the next one), or of this one.
+#
+# strip(c_addr, ldc, ncols, epi_addr, r0, r1, j0) dequantises rows [r0, r1) of one 16-column
+# strip of C in place, int32 -> float32, right after the micro-kernels wrote it (the
+# formula and operation order of ``quant.dequantize_output``):
+#     C[i, j] = float32(acc - zero[i] * col_sum[j]) * (scale[i] * col_scale[j])
+#               + x[i, outlier_index[0]] * outlier_weight[0, j] + ...   (in order, no FMA)
+#   c_addr: address of C[0, j0]; epi_addr: an int64 descriptor (``_EPI_FIELDS``) of the
+#   arrays' addresses (per-column arrays padded to whole panels).
+
+_EPI_FIELDS = ("zero", "scale", "col_scale", "col_sum", "x", "ldx", "outlier_index", "n_outliers",
+               "outlier_weight", "ldo")
 
 _I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+_F32 = ir.FloatType()
 _V32I8, _V16I16, _V8I32 = ir.VectorType(_I8, 32), ir.VectorType(_I16, 16), ir.VectorType(_I32, 8)
+_V8F32 = ir.VectorType(_F32, 8)
+
+
+def _splat(builder, scalar, vector_type):
+    v = builder.insert_element(ir.Constant(vector_type, ir.Undefined), scalar, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(vector_type, ir.Undefined), ir.Constant(_V8I32, [0] * 8))
+
+
+def _make_strip(with_zero):
+    """The ``strip`` intrinsic (see above); ``with_zero``: per-row zero points (u8s8)."""
+    def codegen(context, builder, sig, args):
+        c_addr, ldc, ncols, epi_addr, r0, r1, j0 = args
+
+        def c64(x):
+            return ir.Constant(_I64, x)
+
+        def load(addr, typ, align=4):
+            return builder.load(builder.inttoptr(addr, typ.as_pointer()), align=align)
+
+        f = {name: load(builder.add(epi_addr, c64(8 * k)), _I64, 8) for k, name in enumerate(_EPI_FIELDS)}
+        col4 = builder.mul(j0, c64(4))
+        col_scale = [load(builder.add(f["col_scale"], builder.add(col4, c64(32 * v))), _V8F32) for v in range(NR)]
+        if with_zero:
+            col_sum = [load(builder.add(f["col_sum"], builder.add(col4, c64(32 * v))), _V8I32) for v in range(NR)]
+        full = builder.icmp_signed(">=", ncols, c64(PANEL))
+        ints = [cgutils.alloca_once(builder, _V8I32) for _ in range(NR)]
+        row = [[cgutils.alloca_once(builder, _V8F32) for _ in range(NR)]]
+        with cgutils.for_range_slice(builder, r0, r1, c64(1)) as (i, _):
+            crow = builder.add(c_addr, builder.mul(i, ldc))
+            with builder.if_else(full) as (whole, edge):
+                with whole:
+                    for v in range(NR):
+                        builder.store(load(builder.add(crow, c64(32 * v)), _V8I32), ints[v])
+                with edge:  # only the valid columns are read (C may end right after them)
+                    for v in range(NR):
+                        builder.store(ir.Constant(_V8I32, [0] * 8), ints[v])
+                        for lane in range(8):
+                            with builder.if_then(builder.icmp_signed(">", ncols, c64(8 * v + lane))):
+                                value = load(builder.add(crow, c64(32 * v + 4 * lane)), _I32)
+                                builder.store(builder.insert_element(builder.load(ints[v]), value,
+                                                                     ir.Constant(_I32, lane)), ints[v])
+            r4 = builder.mul(i, c64(4))
+            step = _splat(builder, load(builder.add(f["scale"], r4), _F32), _V8F32)
+            if with_zero:
+                zero = _splat(builder, load(builder.add(f["zero"], r4), _I32), _V8I32)
+            for v in range(NR):
+                q = builder.load(ints[v])
+                if with_zero:
+                    q = builder.sub(q, builder.mul(zero, col_sum[v]))
+                builder.store(builder.fmul(builder.sitofp(q, _V8F32), builder.fmul(step, col_scale[v])), row[0][v])
+            xrow = builder.add(f["x"], builder.mul(i, f["ldx"]))
+            with cgutils.for_range(builder, f["n_outliers"]) as loop:
+                p = loop.index
+                channel = load(builder.add(f["outlier_index"], builder.mul(p, c64(8))), _I64, 8)
+                xv = _splat(builder, load(builder.add(xrow, builder.mul(channel, c64(4))), _F32), _V8F32)
+                wrow = builder.add(builder.add(f["outlier_weight"], builder.mul(p, f["ldo"])), col4)
+                for v in range(NR):
+                    w = load(builder.add(wrow, c64(32 * v)), _V8F32)
+                    builder.store(builder.fadd(builder.load(row[0][v]), builder.fmul(xv, w)), row[0][v])
+            store_tile(builder, row, crow, ldc, ncols, _F32)
+        return context.get_dummy_value()
+
+    def strip(typingctx, c_addr, ldc, ncols, epi_addr, r0, r1, j0):
+        args = (c_addr, ldc, ncols, epi_addr, r0, r1, j0)
+        if not all(isinstance(t, types.Integer) for t in args):
+            return None
+        return types.void(*([types.int64] * 7)), codegen
+
+    strip.__name__ = strip.__qualname__ = f"_dequantize_strip_{'u8s8' if with_zero else 's16s8'}"
+    return intrinsic(strip)
+
+
+_dequantize_strip_u8s8 = _make_strip(with_zero=True)
+_dequantize_strip_s16s8 = _make_strip(with_zero=False)
 
 
 def _make_kernel(mr, kind):
@@ -309,8 +409,11 @@ def _make_kernel(mr, kind):
     vnni = HAVE_VNNI
 
     def codegen(context, builder, sig, args):
-        a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols = args
+        a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols, pf_addr = args
         mod = builder.module
+        i8p = _I8.as_pointer()
+        prefetch = cgutils.get_or_insert_function(
+            mod, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]), "llvm.prefetch.p0")
         pmaddwd = cgutils.get_or_insert_function(
             mod, ir.FunctionType(_V8I32, [_V16I16, _V16I16]), "llvm.x86.avx2.pmadd.wd")
         if u8:
@@ -342,6 +445,10 @@ def _make_kernel(mr, kind):
             wbase = builder.add(w_addr, builder.mul(g, c64(NR * 32)))
             ws = [builder.load(builder.inttoptr(builder.add(wbase, c64(32 * v)), wtype.as_pointer()),
                                align=1) for v in range(NR)]
+            # group g (one cache line) of the panel to come, into L2: with few rows of A the
+            # product streams its weights, and the next panel arrives while this one is used
+            builder.call(prefetch, [builder.inttoptr(builder.add(pf_addr, builder.mul(g, c64(NR * 32))), i8p),
+                                    ir.Constant(_I32, 0), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
             g4 = builder.mul(g, c64(4))
             for i in range(mr):
                 x = builder.load(builder.inttoptr(builder.add(rows[i], g4), _I32.as_pointer()), align=1)
@@ -378,11 +485,11 @@ def _make_kernel(mr, kind):
         store_tile(builder, accs, c_addr, ldc, ncols, _I32)
         return context.get_dummy_value()
 
-    def kernel(typingctx, a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols):
-        args = (a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols)
+    def kernel(typingctx, a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols, pf_addr):
+        args = (a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols, pf_addr)
         if not all(isinstance(t, types.Integer) for t in args):
             return None
-        return types.void(*([types.int64] * 7)), codegen
+        return types.void(*([types.int64] * 8)), codegen
 
     kernel.__name__ = kernel.__qualname__ = f"_ukernel_{kind}_{mr}x{PANEL}"
     return intrinsic(kernel)
@@ -405,7 +512,7 @@ _k_s16s8_1 = _make_kernel(1, "s16s8")
 # All addresses and strides are in bytes; ``panel_bytes`` = n_groups * 64.
 
 @njit(**_JIT)
-def _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, i0, i1, p0, p1, mb):
+def _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb):
     panel_bytes = n_groups * 64
     for r0 in range(i0, i1, mb):
         r1 = min(r0 + mb, i1)
@@ -413,25 +520,28 @@ def _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, i0, i1, p0, p1, m
             ncols = min(PANEL, n - p * PANEL)
             wp = w_addr + p * panel_bytes
             cp = c_addr + p * (PANEL * 4)
+            pf = wp + panel_bytes if p + 1 < p1 else wp
             i = r0
             if MR_VNNI == 6:
                 while i + 6 <= r1:
-                    _k_u8s8_6(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                    _k_u8s8_6(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
                     i += 6
             while i + 4 <= r1:
-                _k_u8s8_4(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                _k_u8s8_4(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
                 i += 4
             rest = r1 - i
             if rest == 3:
-                _k_u8s8_3(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                _k_u8s8_3(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
             elif rest == 2:
-                _k_u8s8_2(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                _k_u8s8_2(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
             elif rest == 1:
-                _k_u8s8_1(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                _k_u8s8_1(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
+            if epi_addr != 0:  # while this strip of C is still in L1
+                _dequantize_strip_u8s8(cp, ldc, ncols, epi_addr, r0, r1, p * PANEL)
 
 
 @njit(**_JIT)
-def _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, i0, i1, p0, p1, mb):
+def _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb):
     panel_bytes = n_groups * 64
     for r0 in range(i0, i1, mb):
         r1 = min(r0 + mb, i1)
@@ -439,72 +549,80 @@ def _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, i0, i1, p0, p1, 
             ncols = min(PANEL, n - p * PANEL)
             wp = w_addr + p * panel_bytes
             cp = c_addr + p * (PANEL * 4)
+            pf = wp + panel_bytes if p + 1 < p1 else wp
             i = r0
             if MR_VNNI == 6:
                 while i + 6 <= r1:
-                    _k_s16s8_6(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                    _k_s16s8_6(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
                     i += 6
             while i + 4 <= r1:
-                _k_s16s8_4(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                _k_s16s8_4(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
                 i += 4
             rest = r1 - i
             if rest == 3:
-                _k_s16s8_3(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                _k_s16s8_3(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
             elif rest == 2:
-                _k_s16s8_2(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                _k_s16s8_2(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
             elif rest == 1:
-                _k_s16s8_1(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols)
+                _k_s16s8_1(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
+            if epi_addr != 0:  # while this strip of C is still in L1
+                _dequantize_strip_s16s8(cp, ldc, ncols, epi_addr, r0, r1, p * PANEL)
 
 
 @njit(parallel=True, **_JIT)
-def _u8s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb):
+def _u8s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels, pb, mb):
     n_rt = (m + rb - 1) // rb
     n_pt = (n_panels + pb - 1) // pb
     for t in prange(n_rt * n_pt):
         r = t // n_pt
         q = t - r * n_pt
-        _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, r * rb, min(m, r * rb + rb),
+        _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, r * rb, min(m, r * rb + rb),
                     q * pb, min(n_panels, q * pb + pb), mb)
 
 
 @njit(parallel=True, **_JIT)
-def _s16s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb):
+def _s16s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels, pb, mb):
     n_rt = (m + rb - 1) // rb
     n_pt = (n_panels + pb - 1) // pb
     for t in prange(n_rt * n_pt):
         r = t // n_pt
         q = t - r * n_pt
-        _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, r * rb, min(m, r * rb + rb),
+        _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, r * rb, min(m, r * rb + rb),
                      q * pb, min(n_panels, q * pb + pb), mb)
 
 
 @njit(**_JIT)
-def _u8s8_run(a, packed, n, c_addr, ldc, threads):
+def _u8s8_run(a, packed, n, c_addr, ldc, threads, epi):
     m = a.shape[0]
     n_panels, n_groups = packed.shape[0], packed.shape[1]
     lda = a.strides[0]
     rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR_VNNI)
+    epi_addr = address(epi) if epi.shape[0] else 0  # (epi is the caller's: alive until we return)
     if par:
-        _u8s8_parallel(address(a), lda, address(packed), n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb)
+        _u8s8_parallel(address(a), lda, address(packed), n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels,
+                         pb, mb)
     else:
-        _u8s8_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, 0, m, 0, n_panels, mb)
+        _u8s8_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, epi_addr, 0, m, 0, n_panels, mb)
 
 
 @njit(**_JIT)
-def _s16s8_run(a, packed, n, c_addr, ldc, threads):
+def _s16s8_run(a, packed, n, c_addr, ldc, threads, epi):
     m = a.shape[0]
     n_panels, n_groups = packed.shape[0], packed.shape[1]
     lda = a.strides[0]
     rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR_VNNI)
+    epi_addr = address(epi) if epi.shape[0] else 0  # (epi is the caller's: alive until we return)
     if par:
-        _s16s8_parallel(address(a), lda, address(packed), n_groups, c_addr, ldc, m, n, rb, n_panels, pb, mb)
+        _s16s8_parallel(address(a), lda, address(packed), n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels,
+                         pb, mb)
     else:
-        _s16s8_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, 0, m, 0, n_panels, mb)
+        _s16s8_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, epi_addr, 0, m, 0, n_panels, mb)
 
 
 @njit(**_JIT)
-def _u8s8_entry(a, packed, n, out, threads):
-    """a: C-contiguous uint8 (M, K); out: int32 (M, n), any strides."""
+def _u8s8_entry(a, packed, n, out, threads, epi):
+    """a: C-contiguous uint8 (M, K); out: int32 (M, n), any strides (unit column stride with an
+    epilogue descriptor ``epi``; empty ``epi``: the raw int32 product)."""
     m, k = a.shape
     kp = packed.shape[1] * KG_U8S8
     if kp != k:  # K tail: a zero-padded copy, so that 4-byte group loads stay inside A
@@ -513,16 +631,16 @@ def _u8s8_entry(a, packed, n, out, threads):
     else:
         ap = a
     if out.strides[1] == 4:
-        _u8s8_run(ap, packed, n, address(out), out.strides[0], threads)
+        _u8s8_run(ap, packed, n, address(out), out.strides[0], threads, epi)
     else:
         tmp = np.empty((m, n), dtype=np.int32)
-        _u8s8_run(ap, packed, n, address(tmp), n * 4, threads)
+        _u8s8_run(ap, packed, n, address(tmp), n * 4, threads, epi)
         out[:, :] = tmp
 
 
 @njit(**_JIT)
-def _s16s8_entry(a, packed, n, out, threads):
-    """a: C-contiguous int16 (M, K); out: int32 (M, n), any strides."""
+def _s16s8_entry(a, packed, n, out, threads, epi):
+    """Same contract as ``_u8s8_entry``, for int16 ``a``."""
     m, k = a.shape
     kp = packed.shape[1] * KG_S16S8
     if kp != k:
@@ -531,11 +649,28 @@ def _s16s8_entry(a, packed, n, out, threads):
     else:
         ap = a
     if out.strides[1] == 4:
-        _s16s8_run(ap, packed, n, address(out), out.strides[0], threads)
+        _s16s8_run(ap, packed, n, address(out), out.strides[0], threads, epi)
     else:
         tmp = np.empty((m, n), dtype=np.int32)
-        _s16s8_run(ap, packed, n, address(tmp), n * 4, threads)
+        _s16s8_run(ap, packed, n, address(tmp), n * 4, threads, epi)
         out[:, :] = tmp
+
+
+@njit(**_JIT)
+def _descriptor(x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight):
+    """The int64 epilogue descriptor (``_EPI_FIELDS``) of these arrays, which must outlive its use."""
+    epi = np.empty(len(_EPI_FIELDS), dtype=np.int64)
+    epi[0] = address(zero)
+    epi[1] = address(scale)
+    epi[2] = address(col_scale)
+    epi[3] = address(col_sum)
+    epi[4] = address(x)
+    epi[5] = x.strides[0]
+    epi[6] = address(outlier_index)
+    epi[7] = outlier_index.shape[0]
+    epi[8] = address(outlier_weight)
+    epi[9] = outlier_weight.strides[0]
+    return epi
 
 
 # ----------------------------------------------------------------------------------------------
@@ -635,15 +770,24 @@ def _portable_s16s8_entry(a, packed, n, out, threads):
 # Public kernels
 
 
+_NO_EPILOGUE = np.empty(0, dtype=np.int64)
+
+
+def _threads(m, n, k):
+    # the serial/parallel choice is made here (threads=1: serial); asking numba for its thread
+    # count costs ~1 us, so only when the product is big enough to use threads
+    return numba.get_num_threads() if m * n * k >= PARALLEL_MIN_OPS and may_run_parallel() else 1
+
+
 def _gemm(a, packed, n, out, entry, portable):
     if not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
     m, k = a.shape
     if m and n:
-        # the serial/parallel choice is made here (threads=1: serial); asking numba for its
-        # thread count costs ~1 us, so only when the product is big enough to use threads
-        threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_OPS and may_run_parallel() else 1
-        (entry if _use_avx2 else portable)(a, packed, n, out, threads)
+        if _use_avx2:
+            entry(a, packed, n, out, _threads(m, n, k), _NO_EPILOGUE)
+        else:
+            portable(a, packed, n, out, _threads(m, n, k))
     return out
 
 
@@ -694,3 +838,202 @@ def gemm_s16s8(a, packed, n, out=None):
     """
     a, n, out = _check(a, packed, n, out, _INT16, _INT16, KG_S16S8, "gemm_s16s8")
     return _gemm(a, packed, n, out, _s16s8_entry, _portable_s16s8_entry)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fused dequantisation: the integer tile becomes float32 while it is still in registers
+
+
+class Dequantization:
+    """A layer's per-column dequantisation constants, padded once to whole panels.
+
+    With the per-row ones made at each call (:func:`linear_u8s8`), they turn the
+    int32 product ``acc`` into float32 (the formula of ``quant.dequantize_output``)::
+
+        out[i, j] = float32(acc[i, j] - zero[i] * col_sum[j]) * (scale[i] * col_scale[j])
+                    + x[i, outlier_index[0]] * outlier_weight[0, j] + ...   (in order, no FMA)
+
+    Parameters
+    ----------
+    col_scale : ndarray of float32, (N,)
+    col_sum : ndarray of int32, (N,), or None
+        Per-column sums of the integer weights; needed with per-row zero points (u8s8).
+    outlier_index : ndarray of int64, (P,), optional
+        Input channels computed in float32 outside the integer product.
+    outlier_weight : ndarray of float32, (P, N), optional
+        Their weights (``W[:, outlier_index].T``).
+    """
+
+    def __init__(self, col_scale, col_sum=None, outlier_index=None, outlier_weight=None):
+        self.col_scale = np.ascontiguousarray(col_scale, np.float32)
+        n = self.n = self.col_scale.shape[0]
+        self.col_sum = None if col_sum is None else np.ascontiguousarray(col_sum, np.int32)
+        self.outlier_index = np.ascontiguousarray(np.zeros(0) if outlier_index is None else outlier_index,
+                                                  np.int64)
+        p = self.outlier_index.shape[0]
+        self.outlier_weight = np.ascontiguousarray(np.zeros((p, n)) if outlier_weight is None else outlier_weight,
+                                                   np.float32).reshape(p, n)
+        width = -(-n // PANEL) * PANEL  # the kernels read whole panels of the per-column arrays
+        self._col_scale = np.zeros(width, np.float32)
+        self._col_scale[:n] = self.col_scale
+        self._col_sum = np.zeros(width, np.int32)
+        if self.col_sum is not None:
+            self._col_sum[:n] = self.col_sum
+        self._outlier_weight = np.zeros((p, width), np.float32)
+        self._outlier_weight[:, :n] = self.outlier_weight
+
+
+def _check_linear(x, mask, packed, n, out, columns, w_dtype, kg, name):
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype != np.float32:
+        raise TypeError(f"{name}: x must be a 2-D float32 array, got "
+                        f"{getattr(x, 'dtype', type(x).__name__)} with shape {np.shape(x)}")
+    m, k = x.shape
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.float32 or mask.shape != (k,):
+        raise ValueError(f"{name}: mask must be float32 of shape {(k,)}")
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (m, int(n)):
+        raise ValueError(f"{name}: out must be a float32 array of shape {(m, int(n))}")
+    if np.may_share_memory(out, x):
+        raise ValueError(f"{name}: out must not overlap x")
+    if not isinstance(columns, Dequantization) or columns.n != int(n):
+        raise ValueError(f"{name}: columns must be a Dequantization of {int(n)} columns")
+    if w_dtype == _INT8 and columns.col_sum is None:
+        raise ValueError(f"{name}: columns need col_sum (u8 codes have per-row zero points)")
+    codes = np.empty((0, k), np.uint8 if w_dtype == _INT8 else np.int16)
+    _check(codes, packed, n, None, codes.dtype, w_dtype, kg, name)
+
+
+@njit(**_JIT)
+def _u8s8_linear_entry(x, mask, packed, n, out, threads, quantize_chunk, col_scale, col_sum, outlier_index,
+                       outlier_weight):
+    """out: the int32 view of the float32 result (unit column stride); see :func:`linear_u8s8`."""
+    m, k = x.shape
+    codes = np.empty((m, k), dtype=np.uint8)
+    scale = np.empty(m, dtype=np.float32)
+    zero = np.empty(m, dtype=np.int32)
+    if quantize_chunk:
+        quant_jit._quantize_u8_parallel(x, mask, codes, scale, zero, quantize_chunk)
+    else:
+        quant_jit._quantize_u8_rows(x, mask, codes, scale, zero, 0, m)
+    epi = _descriptor(x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight)
+    _u8s8_entry(codes, packed, n, out, threads, epi)
+    keep_alive(scale)
+    keep_alive(zero)
+
+
+@njit(**_JIT)
+def _s16s8_linear_entry(x, mask, max_code, packed, n, out, threads, quantize_chunk, col_scale, outlier_index,
+                        outlier_weight):
+    """Same contract as ``_u8s8_linear_entry``, symmetric int16 codes up to ``max_code``."""
+    m, k = x.shape
+    codes = np.empty((m, k), dtype=np.int16)
+    scale = np.empty(m, dtype=np.float32)
+    if quantize_chunk:
+        quant_jit._quantize_s16_parallel(x, mask, max_code, codes, scale, quantize_chunk)
+    else:
+        quant_jit._quantize_s16_rows(x, mask, max_code, codes, scale, 0, m)
+    # no zero points: the s16s8 strip reads neither ``zero`` nor ``col_sum``
+    epi = _descriptor(x, scale, scale, col_scale, col_scale, outlier_index, outlier_weight)
+    _s16s8_entry(codes, packed, n, out, threads, epi)
+    keep_alive(scale)
+
+
+def _linear(x, mask, max_code, packed, n, out, columns):
+    """:func:`linear_u8s8` (``max_code`` None) or :func:`linear_s16s8`, arguments unchecked."""
+    m, k = x.shape
+    if not (m and n):
+        return out
+    if x.strides[1] != 4:
+        x = np.ascontiguousarray(x)
+    threads = _threads(m, n, k)
+    chunk = quant_jit._chunk(m, k)
+    direct = out.strides[1] == 4
+    acc = out.view(np.int32) if direct else np.empty((m, n), np.int32)
+    if not _use_avx2:
+        if max_code is None:
+            codes, scale, zero = np.empty((m, k), np.uint8), np.empty(m, np.float32), np.empty(m, np.int32)
+            quant_jit.quantize_rows_u8(x, mask, codes, scale, zero)
+            _portable_u8s8_entry(codes, packed, n, acc, threads)
+        else:
+            codes, scale, zero = np.empty((m, k), np.int16), np.empty(m, np.float32), None
+            quant_jit.quantize_rows_s16(x, mask, max_code, codes, scale)
+            _portable_s16s8_entry(codes, packed, n, acc, threads)
+        return quant_jit.dequantize_output(acc, out, x, scale, zero, columns.col_scale, columns.col_sum,
+                                           columns.outlier_index, columns.outlier_weight)
+    if max_code is None:
+        _u8s8_linear_entry(x, mask, packed, n, acc, threads, chunk, columns._col_scale, columns._col_sum,
+                           columns.outlier_index, columns._outlier_weight)
+    else:
+        _s16s8_linear_entry(x, mask, int(max_code), packed, n, acc, threads, chunk, columns._col_scale,
+                            columns.outlier_index, columns._outlier_weight)
+    if not direct:
+        out[...] = acc.view(np.float32)
+    return out
+
+
+def linear_u8s8(x, mask, packed, n, out, columns):
+    """``out = x @ W.T`` through the u8s8 GEMM: ``x`` quantised per row, product, dequantised.
+
+    Each row of ``x`` (outlier channels masked out) becomes 7-bit codes with its own step and
+    zero point (``quant.quantize_rows_u8``); the exact integer product is dequantised strip
+    by strip while it is still in L1 (``quant.dequantize_output``, same operation order), so
+    the result is bitwise that of those three steps run one after another.
+
+    Parameters
+    ----------
+    x : ndarray of float32, (M, K)
+    mask : ndarray of float32, (K,)
+        0 on the outlier channels (``columns.outlier_index``), 1 elsewhere.
+    packed : ndarray of int8, from :func:`pack_weights_u8s8`
+    n : int
+        Number of output columns ``N``.
+    out : ndarray of float32, (M, N), written
+        Must not overlap ``x``.
+    columns : Dequantization
+        The weights' per-column constants, with ``col_sum``.
+
+    Returns
+    -------
+    out
+    """
+    _check_linear(x, mask, packed, n, out, columns, _INT8, KG_U8S8, "linear_u8s8")
+    return _linear(x, mask, None, packed, int(n), out, columns)
+
+
+def linear_s16s8(x, mask, max_code, packed, n, out, columns):
+    """``out = x @ W.T`` through the s16s8 GEMM: ``x`` quantised per row to int16, symmetric.
+
+    As :func:`linear_u8s8`, with codes in ``[-max_code, max_code]``
+    (``quant.quantize_rows_s16``; keep ``K * max_code * 128 < 2**31``) and ``packed`` from
+    :func:`pack_weights_s16s8`; ``columns.col_sum`` is not used.
+    """
+    _check_linear(x, mask, packed, n, out, columns, _INT16, KG_S16S8, "linear_s16s8")
+    return _linear(x, mask, int(max_code), packed, int(n), out, columns)
+
+
+def _linear_reference(x, mask, max_code, packed, n, out, columns):
+    from . import quant
+
+    m, k = x.shape
+    scale = np.empty(m, np.float32)
+    if max_code is None:
+        codes, zero = np.empty((m, k), np.uint8), np.empty(m, np.int32)
+        quant.quantize_rows_u8(x, mask, codes, scale, zero)
+    else:
+        codes, zero = np.empty((m, k), np.int16), None
+        quant.quantize_rows_s16(x, mask, max_code, codes, scale)
+    acc = _reference(codes, packed, n, np.empty((m, n), np.int32))
+    return quant.dequantize_output(acc, out, x, scale, zero, columns.col_scale, columns.col_sum,
+                                   columns.outlier_index, columns.outlier_weight)
+
+
+def linear_u8s8_reference(x, mask, packed, n, out, columns):
+    """numpy twin of :func:`linear_u8s8`: ``quant.quantize_rows_u8``, the int64 reference
+    product, ``quant.dequantize_output``."""
+    _check_linear(x, mask, packed, n, out, columns, _INT8, KG_U8S8, "linear_u8s8_reference")
+    return _linear_reference(x, mask, None, packed, int(n), out, columns)
+
+
+def linear_s16s8_reference(x, mask, max_code, packed, n, out, columns):
+    """numpy twin of :func:`linear_s16s8`."""
+    _check_linear(x, mask, packed, n, out, columns, _INT16, KG_S16S8, "linear_s16s8_reference")
+    return _linear_reference(x, mask, int(max_code), packed, int(n), out, columns)

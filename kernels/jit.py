@@ -17,6 +17,7 @@ from ._numba_env import may_run_parallel  # (must precede the numba import)
 from numba import njit, prange
 
 from ._tiles import address as _addr
+from ._tiles import keep_alive
 from .sgemm import PANEL
 from .sgemm import _block as _gemm_block
 
@@ -149,10 +150,9 @@ def _attention_head(qkv, start, length, head, n_heads, head_dim, out):
     orow = out.strides[0]
     _gemm_block(_addr(scores), length * 4, _addr(values), length, _addr(out) + start * orow + q0 * 4, orow,
                 head_dim, 0, 0, length, 0, values.shape[0], length)
-    # The scratch arrays must outlive the GEMMs that read them through raw addresses: numba frees
-    # an array after its last use, which for `scores` would be `_addr(scores)` above, and another
-    # thread's allocation could then reuse the memory while the GEMM reads it.
-    keys[0, 0, 0] += (values[0, 0, 0] + scores[0, 0]) * np.float32(0.0)
+    keep_alive(keys)  # the GEMMs read these scratch arrays by address (see keep_alive)
+    keep_alive(values)
+    keep_alive(scores)
 
 
 @njit(**JIT)

@@ -25,7 +25,7 @@ agrees to float32 rounding, not bitwise (BLAS sums in another order).
 import numpy as np
 
 from ._numba_env import may_run_parallel  # (must precede the numba import)
-from ._tiles import address, plan_tasks, store_tile
+from ._tiles import address, keep_alive, plan_tasks, store_tile
 import numba
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -256,7 +256,7 @@ def _entry(a, packed, n, bias, use_bias, out, threads):
     else:
         _block(address(a), lda, address(packed), k, address(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb)
     if use_bias:
-        padded[0] += 0.0  # keeps the padded bias alive until the kernels are done
+        keep_alive(padded)  # the kernels read the padded bias by address
 
 
 _NO_BIAS = np.zeros(1, np.float32)

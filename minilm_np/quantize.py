@@ -7,11 +7,12 @@ Three modes, all with the same int8 weights (symmetric, one float32 step per out
     before its float32 GEMM (BLAS).  Accuracy first; the model stays int8 in memory.
 ``"w8a16"``
     activations quantised per token row to int16 (14 bits for K <= 2064), exact integer
-    GEMM ``gemm_s16s8`` (``vpmaddwd``), float32 epilogue.
+    GEMM ``gemm_s16s8`` (``vpmaddwd``), float32 epilogue -- the three in one kernel call,
+    ``linear_s16s8``.
 ``"w8a8"``
     activations quantised per token row to 7-bit codes 0..127 with a per-row zero point
     (``vpmaddubsw`` saturates above 127), exact ``gemm_u8s8``, float32 epilogue with the
-    zero-point correction ``zero[i] * col_sum[j]``.
+    zero-point correction ``zero[i] * col_sum[j]`` -- in one call, ``linear_u8s8``.
 
 Outlier channels.  BERT's activations carry a few input channels that are 5-15x larger than
 the rest (the same channels for every text: LayerNorm outputs 99, 63, 223 and one GELU unit
@@ -155,7 +156,7 @@ class _Scratch(threading.local):
         self.buffers = {}
 
     def get(self, name, shape, dtype):
-        size = int(np.prod(shape))
+        size = shape[0] * shape[1] if len(shape) == 2 else int(np.prod(shape))
         buf = self.buffers.get(name)
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = np.empty(max(size, 1), dtype)
@@ -242,7 +243,10 @@ class QuantizedLinear:
             pack = int8_gemm.pack_weights_u8s8 if mode == "w8a8" else int8_gemm.pack_weights_s16s8
             self._packed = pack(self._qweight)
             release_pages(qweight)  # a mapped file's pages: the packed copy replaces them
-            self._gemm = int8_gemm.gemm_u8s8 if mode == "w8a8" else int8_gemm.gemm_s16s8
+            self._max_code = None if mode == "w8a8" else self.s16_max
+            self._linear = int8_gemm._linear
+            self._columns = int8_gemm.Dequantization(self.scale, self.col_sum, self.outlier_index,
+                                                     self.outlier_weight)
             self._qweight = None  # the packed copy is all the kernel needs
 
     @property
@@ -308,7 +312,8 @@ class QuantizedLinear:
             w = self._k.dequantize_weights(self._qweight, self.scale, self.outlier_index, self.outlier_weight,
                                            _scratch.get("w8", self.shape, np.float32))
             return np.matmul(x, w.T, out=out)
-        acc = out.view(np.int32)
+        if self._packed is not None:  # quantise, multiply and dequantise in one kernel call
+            return self._linear(x, self.mask, self._max_code, self._packed, self.shape[0], out, self._columns)
         scale = _scratch.get("scale", (m,), np.float32)
         if self.mode == "w8a8":
             codes = _scratch.get("u8", (m, k), np.uint8)
@@ -319,10 +324,7 @@ class QuantizedLinear:
             codes = _scratch.get("s16", (m, k), np.int16)
             zero = col_sum = None
             self._k.quantize_rows_s16(x, self.mask, self.s16_max, codes, scale)
-        if self._packed is not None:
-            self._gemm(codes, self._packed, self.shape[0], out=acc)
-        else:
-            self._k.gemm_int(codes, self._qweight, acc)
+        acc = self._k.gemm_int(codes, self._qweight, out.view(np.int32))
         return self._k.dequantize_output(acc, out, x, scale, zero, self.scale, col_sum, self.outlier_index,
                                          self.outlier_weight)
 

@@ -1,4 +1,4 @@
-"""One model shared by 8 threads gives bitwise the vectors of serial use, in both backends.
+"""One model shared by 8 threads gives bitwise the vectors of serial use, in both backends and w8a8.
 
 What this pins down (see SentenceTransformer.encode's notes):
 
@@ -38,11 +38,14 @@ texts = [PARAGRAPH[: 7 * (i + 1)] + f" {i}" for i in range(30)] + [PARAGRAPH * 3
 # Batches of 250 to 600 tokens: big enough for the numba kernels' parallel paths.
 all_batches = [texts[i::4] for i in range(4)] + [texts[-4:], texts[5:25]]
 report = {}
-for backend in ("numba", "numpy"):
+for backend in ("numba", "numpy", "w8a8"):
     # The numpy backend's attention is a Python loop over sequences and heads: short texts only.
-    batches = all_batches if backend == "numba" else [texts[i:30:3] for i in range(3)]
-    jobs = [i % len(batches) for i in range(16 if backend == "numba" else 8)]
-    model = minilm_np.load(backend=backend)
+    batches = [texts[i:30:3] for i in range(3)] if backend == "numpy" else all_batches
+    jobs = [i % len(batches) for i in range(8 if backend == "numpy" else 16)]
+    if backend == "w8a8":  # the int8 kernels' scratch (codes, row scales) is read by address
+        model = minilm_np.load(backend="numba", quantize="w8a8")
+    else:
+        model = minilm_np.load(backend=backend)
     serial = [model.encode(batch) for batch in batches]
     with ThreadPoolExecutor(8) as pool:
         threaded = list(pool.map(lambda j: model.encode(batches[j]), jobs))
@@ -60,7 +63,7 @@ def test_one_model_from_8_threads_matches_serial_bitwise():
                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert done.returncode == 0, f"the child process failed (rc {done.returncode}): {done.stderr[-3000:]}"
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    for backend in ("numba", "numpy"):
+    for backend in ("numba", "numpy", "w8a8"):
         assert report[backend + "_finite"]
         assert report[backend] == [], f"{backend}: threaded jobs {report[backend]} differ from serial"
     assert report["threads_1_equals_2"], "threads=1 and threads=2 give different vectors"

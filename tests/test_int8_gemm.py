@@ -180,6 +180,90 @@ def test_saturation_edge_u8s8(impl):
     np.testing.assert_array_equal(got, [[-127 * 128 * k, 127 * 127 * k, -127 * k // 2]] * 2)
 
 
+# ----------------------------------------------------------------------------------------------
+# linear_*: quantise rows, integer product, dequantise -- bitwise equal to the numpy twin
+
+
+def linear_case(kind, m, k, n, n_outliers, seed, out=None):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    outliers = np.sort(rng.choice(k, min(n_outliers, k), replace=False)).astype(np.int64)
+    x[:, outliers] *= 30
+    if m > 2:
+        x[1] = 0  # an all-zero row: scale 0
+        x[2] = np.abs(x[2])  # all positive: zero point at 0
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    mask = np.ones(k, np.float32)
+    mask[outliers] = 0
+    columns = g.Dequantization(rng.random(n).astype(np.float32) / 50, w.sum(1, dtype=np.int32), outliers,
+                               rng.standard_normal((len(outliers), n)).astype(np.float32))
+    if kind == "u8s8":
+        packed = g.pack_weights_u8s8(w)
+        got = g.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32) if out is None else out, columns)
+        expected = g.linear_u8s8_reference(x, mask, packed, n, np.empty((m, n), np.float32), columns)
+    else:
+        packed = g.pack_weights_s16s8(w)
+        got = g.linear_s16s8(x, mask, 2047, packed, n, np.empty((m, n), np.float32) if out is None else out,
+                             columns)
+        expected = g.linear_s16s8_reference(x, mask, 2047, packed, n, np.empty((m, n), np.float32), columns)
+    assert got.dtype == np.float32 and got.shape == (m, n)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isfinite(got).all()
+    return got
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+@HYP
+@given(m=st.one_of(st.integers(1, 9), st.sampled_from([16, 17, 31, 33])), k=st.integers(1, 200),
+       n=st.integers(1, 70), n_outliers=st.integers(0, 5), seed=st.integers(0, 2**32 - 1))
+def test_linear_matches_its_numpy_twin_bitwise(impl, kind, m, k, n, n_outliers, seed):
+    linear_case(kind, m, k, n, n_outliers, seed)
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.integers(1, 300), k=st.integers(1, 400), n=st.integers(1, 90), n_outliers=st.integers(0, 4),
+       seed=st.integers(0, 2**32 - 1))
+def test_linear_parallel_driver(impl, force_parallel, kind, m, k, n, n_outliers, seed):
+    linear_case(kind, m, k, n, n_outliers, seed)
+
+
+@pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
+@pytest.mark.parametrize("m,k,n", [(17, 384, 1536), (130, 1536, 390)])
+def test_linear_model_shapes_guarded(impl, kind, m, k, n):
+    """The float32 result lands in its window of a guard-filled buffer and nowhere else."""
+    buf = np.full((m + 2, n + 5), np.float32(-7.25), dtype=np.float32)
+    linear_case(kind, m, k, n, 4, m + n, out=buf[1:-1, 2:-3])
+    assert (buf[0] == -7.25).all() and (buf[-1] == -7.25).all()
+    assert (buf[:, :2] == -7.25).all() and (buf[:, -3:] == -7.25).all()
+
+
+def test_linear_column_strided_out(impl):
+    m, k, n = 9, 40, 21
+    buf = np.full((m, 2 * n), np.float32(-7.25), dtype=np.float32)
+    linear_case("u8s8", m, k, n, 2, 1, out=buf[:, ::2])
+    assert (buf[:, 1::2] == -7.25).all()
+
+
+def test_linear_argument_errors():
+    w = np.ones((20, 10), dtype=np.int8)
+    packed, x, mask = g.pack_weights_u8s8(w), np.ones((3, 10), np.float32), np.ones(10, np.float32)
+    columns = g.Dequantization(np.ones(20, np.float32), w.sum(1, dtype=np.int32))
+    with pytest.raises(TypeError, match="x must be"):
+        g.linear_u8s8(x.astype(np.float64), mask, packed, 20, np.empty((3, 20), np.float32), columns)
+    with pytest.raises(ValueError, match="out must not overlap x"):
+        big = np.ones((3, 30), np.float32)
+        g.linear_u8s8(big[:, :10], mask, packed, 20, big[:, 10:], columns)
+    with pytest.raises(ValueError, match="mask"):
+        g.linear_u8s8(x, np.ones(9, np.float32), packed, 20, np.empty((3, 20), np.float32), columns)
+    with pytest.raises(ValueError, match="Dequantization of 20"):
+        g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), g.Dequantization(np.ones(19, np.float32)))
+    with pytest.raises(ValueError, match="col_sum"):
+        g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), g.Dequantization(np.ones(20, np.float32)))
+    with pytest.raises(TypeError, match="packed must come from"):
+        g.linear_s16s8(x, mask, 2047, packed, 20, np.empty((3, 20), np.float32), columns)
+
+
 @pytest.mark.parametrize("pack,kg,dtype", [(g.pack_weights_u8s8, 4, np.int8),
                                            (g.pack_weights_s16s8, 2, np.int16)])
 @HYP
