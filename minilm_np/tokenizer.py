@@ -1,6 +1,7 @@
 """Text to token ids with the model's own tokenizer.json, as sentence-transformers does it."""
 import os
 import re
+import threading
 
 import numpy as np
 
@@ -50,11 +51,26 @@ class TextTokenizer:
         self.path = path
         self.do_lower_case = do_lower_case
         self.tokenizer.no_padding()
-        # The long-text path needs whole prefixes tokenised; a second, never-truncated copy
-        # spares toggling truncation on the shared one, which races when threads share a model.
-        self._untruncated = Tokenizer.from_str(self.tokenizer.to_str())
-        self._untruncated.no_truncation()
+        self._untruncated_copy = None
+        self._copy_lock = threading.Lock()
         self.max_seq_length = max_seq_length
+
+    @property
+    def _untruncated(self):
+        """A never-truncated copy, for the long-text path's whole prefixes.
+
+        A copy spares toggling truncation on the shared tokenizer, which races when threads
+        share a model; it is made on first use because each tokenizer holds ~9 MiB.
+        """
+        if self._untruncated_copy is None:
+            from tokenizers import Tokenizer
+
+            with self._copy_lock:
+                if self._untruncated_copy is None:
+                    copy = Tokenizer.from_str(self.tokenizer.to_str())
+                    copy.no_truncation()
+                    self._untruncated_copy = copy
+        return self._untruncated_copy
 
     @property
     def vocab_size(self) -> int:

@@ -241,8 +241,8 @@ def test_a_100mb_text_is_cut_to_a_prefix(model, model_dir, kind):
         "leading-whitespace": (" " * n + "hello world", "hello world"),
     }[kind]
     tokenizer = TextTokenizer(os.path.join(model_dir, "tokenizer.json"), 256)
+    tokenizer._untruncated_copy = RecordingTokenizer(tokenizer._untruncated)  # (made on first use)
     tokenizer.tokenizer = RecordingTokenizer(tokenizer.tokenizer)
-    tokenizer._untruncated = RecordingTokenizer(tokenizer._untruncated)
     tracemalloc.start()
     try:
         (ids,) = tokenizer.encode([text])
