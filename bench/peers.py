@@ -482,14 +482,15 @@ def cold_start_code(name, model_dir, threads, onnx_dir=None, text=LATENCY_TEXT):
     raise ValueError(f"no cold start for {name}")
 
 
-def run_cold_start(code, env, log_path, timeout=900.0):
-    """Run ``python -c code``; return (wall seconds, peak RSS MiB, error or None)."""
+def run_cold_start(code, env, log_path, timeout=900.0, python=None):
+    """Run ``python -c code`` (``python``: this interpreter by default); return (wall seconds,
+    peak RSS MiB, error or None)."""
     import signal
     import subprocess
 
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+        proc = subprocess.Popen([python or sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 env=env, cwd=REPO_ROOT)
         deadline = time.monotonic() + timeout
         while True:

@@ -289,10 +289,11 @@ class Bench:
                     self.cold[name] = {"error": f"minilm-np quantize failed: {done.stderr.strip()[-300:]}"}
                     continue
             code = peers.cold_start_code(name, load_dir, threads, onnx_dir)
-            res = {"threads": threads, "code": code}
+            python = args.cold_python if spec["kind"] == "minilm" else None
+            res = {"threads": threads, "code": code, "python": python or sys.executable}
             log(f"cold start {name} @{threads}t")
             # One untimed run first: the OS file cache (and numba's cache) warm, as after any earlier use.
-            wall, rss, err = peers.run_cold_start(code, env, logp)
+            wall, rss, err = peers.run_cold_start(code, env, logp, python=python)
             if err:
                 self.cold[name] = {"error": err}
                 log(f"  failed: {err.splitlines()[0]}")
@@ -300,7 +301,7 @@ class Bench:
             walls, rsss = [], []
             for _ in range(args.cold_repeats):
                 time.sleep(args.gap)
-                wall, rss, err = peers.run_cold_start(code, env, logp)
+                wall, rss, err = peers.run_cold_start(code, env, logp, python=python)
                 if err:
                     res["error"] = err
                     break
@@ -313,7 +314,7 @@ class Bench:
                     tmp = tempfile.mkdtemp(prefix="numba-cache-", dir=self.workdir)
                     env2 = dict(env, NUMBA_CACHE_DIR=tmp)
                     time.sleep(args.gap)
-                    wall, rss, err = peers.run_cold_start(code, env2, logp, timeout=1800)
+                    wall, rss, err = peers.run_cold_start(code, env2, logp, timeout=1800, python=python)
                     shutil.rmtree(tmp, ignore_errors=True)
                     if err:
                         res["error_empty_cache"] = err
@@ -364,7 +365,9 @@ def render(meta, b, names, stats, accuracy_md=None):
              f"single-text calls per round, interleaved, order rotated; medians over rounds. Latency text: "
              f"\"{stats['latency_text']}\" ({stats['latency_text_tokens']} tokens). Cold start at {tmax} threads, "
              f"{args.cold_repeats} timed run(s) after one untimed one; minilm-np's int8 modes cold-start from the "
-             f"directory `minilm-np quantize` wrote (their workers quantise at load)." if not args.no_cold else
+             f"directory `minilm-np quantize` wrote (their workers quantise at load)"
+             + (f"; minilm-np's cold starts ran in `{args.cold_python}`." if args.cold_python else ".")
+             if not args.no_cold else
              f"- method: {args.rounds} round(s), interleaved, medians over rounds; cold starts skipped (--no-cold)")
     ceil = {}
     parts = []
@@ -498,6 +501,9 @@ def main(argv=None):
                         "(default 300; --quick: 50)")
     parser.add_argument("--cold-repeats", type=int, default=1, help="timed cold starts per runtime (median)")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold starts")
+    parser.add_argument("--cold-python", default=None,
+                        help="interpreter for minilm-np's cold starts, e.g. a venv's holding only minilm-np and "
+                             "its runtime dependencies (default: this one)")
     parser.add_argument("--accuracy", action="store_true",
                         help="also compare every runtime's embeddings with sentence-transformers' (the corpus "
                              "and tests/data/parity_corpus.json)")
