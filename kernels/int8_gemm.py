@@ -323,7 +323,7 @@ def gemm_s16s8_reference(a, packed, n, out=None):
 #   arrays' addresses (per-column arrays padded to whole panels).
 
 _EPI_FIELDS = ("zero", "scale", "col_scale", "col_sum", "x", "ldx", "outlier_index", "n_outliers",
-               "outlier_weight", "ldo")
+               "outlier_weight", "ldo", "bias")
 
 _I8, _I16, _I32, _I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 _F32 = ir.FloatType()
@@ -352,6 +352,12 @@ def _make_strip(with_zero):
         col_scale = [load(builder.add(f["col_scale"], builder.add(col4, c64(32 * v))), _V8F32) for v in range(NR)]
         if with_zero:
             col_sum = [load(builder.add(f["col_sum"], builder.add(col4, c64(32 * v))), _V8I32) for v in range(NR)]
+        has_bias = builder.icmp_signed("!=", f["bias"], c64(0))
+        bias_slots = [cgutils.alloca_once_value(builder, ir.Constant(_V8F32, [0.0] * 8)) for _ in range(NR)]
+        with builder.if_then(has_bias):
+            for v in range(NR):
+                builder.store(load(builder.add(f["bias"], builder.add(col4, c64(32 * v))), _V8F32), bias_slots[v])
+        bias = [builder.load(slot) for slot in bias_slots]
         full = builder.icmp_signed(">=", ncols, c64(PANEL))
         ints = [cgutils.alloca_once(builder, _V8I32) for _ in range(NR)]
         row = [[cgutils.alloca_once(builder, _V8F32) for _ in range(NR)]]
@@ -387,6 +393,9 @@ def _make_strip(with_zero):
                 for v in range(NR):
                     w = load(builder.add(wrow, c64(32 * v)), _V8F32)
                     builder.store(builder.fadd(builder.load(row[0][v]), builder.fmul(xv, w)), row[0][v])
+            with builder.if_then(has_bias):
+                for v in range(NR):
+                    builder.store(builder.fadd(builder.load(row[0][v]), bias[v]), row[0][v])
             store_tile(builder, row, crow, ldc, ncols, _F32)
         return context.get_dummy_value()
 
@@ -657,8 +666,9 @@ def _s16s8_entry(a, packed, n, out, threads, epi):
 
 
 @njit(**_JIT)
-def _descriptor(x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight):
-    """The int64 epilogue descriptor (``_EPI_FIELDS``) of these arrays, which must outlive its use."""
+def _descriptor(x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight, bias):
+    """The int64 epilogue descriptor (``_EPI_FIELDS``) of these arrays, which must outlive its use
+    (``bias`` empty: none)."""
     epi = np.empty(len(_EPI_FIELDS), dtype=np.int64)
     epi[0] = address(zero)
     epi[1] = address(scale)
@@ -670,6 +680,7 @@ def _descriptor(x, scale, zero, col_scale, col_sum, outlier_index, outlier_weigh
     epi[7] = outlier_index.shape[0]
     epi[8] = address(outlier_weight)
     epi[9] = outlier_weight.strides[0]
+    epi[10] = address(bias) if bias.shape[0] else 0
     return epi
 
 
@@ -883,7 +894,7 @@ class Dequantization:
         self._outlier_weight[:, :n] = self.outlier_weight
 
 
-def _check_linear(x, mask, packed, n, out, columns, w_dtype, kg, name):
+def _check_linear(x, mask, packed, n, out, columns, w_dtype, kg, name, bias=None):
     if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype != np.float32:
         raise TypeError(f"{name}: x must be a 2-D float32 array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)} with shape {np.shape(x)}")
@@ -898,13 +909,16 @@ def _check_linear(x, mask, packed, n, out, columns, w_dtype, kg, name):
         raise ValueError(f"{name}: columns must be a Dequantization of {int(n)} columns")
     if w_dtype == _INT8 and columns.col_sum is None:
         raise ValueError(f"{name}: columns need col_sum (u8 codes have per-row zero points)")
+    if bias is not None and (not isinstance(bias, np.ndarray) or bias.dtype != np.float32
+                             or bias.shape != (int(n),)):
+        raise ValueError(f"{name}: bias must be float32 of shape {(int(n),)}")
     codes = np.empty((0, k), np.uint8 if w_dtype == _INT8 else np.int16)
     _check(codes, packed, n, None, codes.dtype, w_dtype, kg, name)
 
 
 @njit(**_JIT)
 def _u8s8_linear_entry(x, mask, packed, n, out, threads, quantize_chunk, col_scale, col_sum, outlier_index,
-                       outlier_weight):
+                       outlier_weight, bias):
     """out: the int32 view of the float32 result (unit column stride); see :func:`linear_u8s8`."""
     m, k = x.shape
     codes = np.empty((m, k), dtype=np.uint8)
@@ -914,15 +928,16 @@ def _u8s8_linear_entry(x, mask, packed, n, out, threads, quantize_chunk, col_sca
         quant_jit._quantize_u8_parallel(x, mask, codes, scale, zero, quantize_chunk)
     else:
         quant_jit._quantize_u8_rows(x, mask, codes, scale, zero, 0, m)
-    epi = _descriptor(x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight)
+    epi = _descriptor(x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight, bias)
     _u8s8_entry(codes, packed, n, out, threads, epi)
     keep_alive(scale)
     keep_alive(zero)
+    keep_alive(bias)
 
 
 @njit(**_JIT)
 def _s16s8_linear_entry(x, mask, max_code, packed, n, out, threads, quantize_chunk, col_scale, outlier_index,
-                        outlier_weight):
+                        outlier_weight, bias):
     """Same contract as ``_u8s8_linear_entry``, symmetric int16 codes up to ``max_code``."""
     m, k = x.shape
     codes = np.empty((m, k), dtype=np.int16)
@@ -932,12 +947,16 @@ def _s16s8_linear_entry(x, mask, max_code, packed, n, out, threads, quantize_chu
     else:
         quant_jit._quantize_s16_rows(x, mask, max_code, codes, scale, 0, m)
     # no zero points: the s16s8 strip reads neither ``zero`` nor ``col_sum``
-    epi = _descriptor(x, scale, scale, col_scale, col_scale, outlier_index, outlier_weight)
+    epi = _descriptor(x, scale, scale, col_scale, col_scale, outlier_index, outlier_weight, bias)
     _s16s8_entry(codes, packed, n, out, threads, epi)
     keep_alive(scale)
+    keep_alive(bias)
 
 
-def _linear(x, mask, max_code, packed, n, out, columns):
+_NO_BIAS = np.empty(0, np.float32)
+
+
+def _linear(x, mask, max_code, packed, n, out, columns, bias=None):
     """:func:`linear_u8s8` (``max_code`` None) or :func:`linear_s16s8`, arguments unchecked."""
     m, k = x.shape
     if not (m and n):
@@ -957,20 +976,28 @@ def _linear(x, mask, max_code, packed, n, out, columns):
             codes, scale, zero = np.empty((m, k), np.int16), np.empty(m, np.float32), None
             quant_jit.quantize_rows_s16(x, mask, max_code, codes, scale)
             _portable_s16s8_entry(codes, packed, n, acc, threads)
-        return quant_jit.dequantize_output(acc, out, x, scale, zero, columns.col_scale, columns.col_sum,
-                                           columns.outlier_index, columns.outlier_weight)
+        quant_jit.dequantize_output(acc, out, x, scale, zero, columns.col_scale, columns.col_sum,
+                                    columns.outlier_index, columns.outlier_weight)
+        if bias is not None:
+            out += bias
+        return out
+    if bias is None:
+        padded = _NO_BIAS
+    else:  # the strips read whole panels
+        padded = np.zeros(columns._col_scale.shape[0], np.float32)
+        padded[:n] = bias
     if max_code is None:
         _u8s8_linear_entry(x, mask, packed, n, acc, threads, chunk, columns._col_scale, columns._col_sum,
-                           columns.outlier_index, columns._outlier_weight)
+                           columns.outlier_index, columns._outlier_weight, padded)
     else:
         _s16s8_linear_entry(x, mask, int(max_code), packed, n, acc, threads, chunk, columns._col_scale,
-                            columns.outlier_index, columns._outlier_weight)
+                            columns.outlier_index, columns._outlier_weight, padded)
     if not direct:
         out[...] = acc.view(np.float32)
     return out
 
 
-def linear_u8s8(x, mask, packed, n, out, columns):
+def linear_u8s8(x, mask, packed, n, out, columns, bias=None):
     """``out = x @ W.T`` through the u8s8 GEMM: ``x`` quantised per row, product, dequantised.
 
     Each row of ``x`` (outlier channels masked out) becomes 7-bit codes with its own step and
@@ -990,27 +1017,29 @@ def linear_u8s8(x, mask, packed, n, out, columns):
         Must not overlap ``x``.
     columns : Dequantization
         The weights' per-column constants, with ``col_sum``.
+    bias : ndarray of float32, (N,), optional
+        Added last, in the same pass (bitwise the same as ``out += bias`` afterwards).
 
     Returns
     -------
     out
     """
-    _check_linear(x, mask, packed, n, out, columns, _INT8, KG_U8S8, "linear_u8s8")
-    return _linear(x, mask, None, packed, int(n), out, columns)
+    _check_linear(x, mask, packed, n, out, columns, _INT8, KG_U8S8, "linear_u8s8", bias)
+    return _linear(x, mask, None, packed, int(n), out, columns, bias)
 
 
-def linear_s16s8(x, mask, max_code, packed, n, out, columns):
+def linear_s16s8(x, mask, max_code, packed, n, out, columns, bias=None):
     """``out = x @ W.T`` through the s16s8 GEMM: ``x`` quantised per row to int16, symmetric.
 
     As :func:`linear_u8s8`, with codes in ``[-max_code, max_code]``
     (``quant.quantize_rows_s16``; keep ``K * max_code * 128 < 2**31``) and ``packed`` from
     :func:`pack_weights_s16s8`; ``columns.col_sum`` is not used.
     """
-    _check_linear(x, mask, packed, n, out, columns, _INT16, KG_S16S8, "linear_s16s8")
-    return _linear(x, mask, int(max_code), packed, int(n), out, columns)
+    _check_linear(x, mask, packed, n, out, columns, _INT16, KG_S16S8, "linear_s16s8", bias)
+    return _linear(x, mask, int(max_code), packed, int(n), out, columns, bias)
 
 
-def _linear_reference(x, mask, max_code, packed, n, out, columns):
+def _linear_reference(x, mask, max_code, packed, n, out, columns, bias):
     from . import quant
 
     m, k = x.shape
@@ -1022,18 +1051,21 @@ def _linear_reference(x, mask, max_code, packed, n, out, columns):
         codes, zero = np.empty((m, k), np.int16), None
         quant.quantize_rows_s16(x, mask, max_code, codes, scale)
     acc = _reference(codes, packed, n, np.empty((m, n), np.int32))
-    return quant.dequantize_output(acc, out, x, scale, zero, columns.col_scale, columns.col_sum,
-                                   columns.outlier_index, columns.outlier_weight)
+    quant.dequantize_output(acc, out, x, scale, zero, columns.col_scale, columns.col_sum,
+                            columns.outlier_index, columns.outlier_weight)
+    if bias is not None:
+        out += bias
+    return out
 
 
-def linear_u8s8_reference(x, mask, packed, n, out, columns):
+def linear_u8s8_reference(x, mask, packed, n, out, columns, bias=None):
     """numpy twin of :func:`linear_u8s8`: ``quant.quantize_rows_u8``, the int64 reference
-    product, ``quant.dequantize_output``."""
-    _check_linear(x, mask, packed, n, out, columns, _INT8, KG_U8S8, "linear_u8s8_reference")
-    return _linear_reference(x, mask, None, packed, int(n), out, columns)
+    product, ``quant.dequantize_output``, then the bias."""
+    _check_linear(x, mask, packed, n, out, columns, _INT8, KG_U8S8, "linear_u8s8_reference", bias)
+    return _linear_reference(x, mask, None, packed, int(n), out, columns, bias)
 
 
-def linear_s16s8_reference(x, mask, max_code, packed, n, out, columns):
+def linear_s16s8_reference(x, mask, max_code, packed, n, out, columns, bias=None):
     """numpy twin of :func:`linear_s16s8`."""
-    _check_linear(x, mask, packed, n, out, columns, _INT16, KG_S16S8, "linear_s16s8_reference")
-    return _linear_reference(x, mask, int(max_code), packed, int(n), out, columns)
+    _check_linear(x, mask, packed, n, out, columns, _INT16, KG_S16S8, "linear_s16s8_reference", bias)
+    return _linear_reference(x, mask, int(max_code), packed, int(n), out, columns, bias)

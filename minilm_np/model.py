@@ -65,11 +65,18 @@ class RunState:
         self.ffn = np.zeros((rows, config.intermediate_size), np.float32)
 
 
-def linear(x, weight, out):
-    """``out = x @ weight.T`` for x ``(n, in)``, weight ``(out, in)`` float32 or a quantised linear."""
+def linear(x, weight, out, bias=None):
+    """``out = x @ weight.T (+ bias)`` for x ``(n, in)``, weight ``(out, in)`` float32 or a quantised linear.
+
+    The bias is added after the product, so the result is the same whether the GEMM adds it
+    (packed and int8 kernels, in the same pass) or numpy does.
+    """
     if isinstance(weight, np.ndarray):
-        return np.matmul(x, weight.T, out=out)
-    return weight.matmul(x, out)
+        np.matmul(x, weight.T, out=out)
+        if bias is not None:
+            out += bias
+        return out
+    return weight.matmul(x, out, bias)
 
 
 def _embedding_rows(table, ids):
@@ -92,8 +99,7 @@ def embed(config: Config, weights: Weights, batch: Batch, k, out):
 def attention(config: Config, layer: LayerWeights, x, cu_seqlens, k, s: RunState, rows: int):
     """LayerNorm(x + Attention(x) W_o + b_o) -> ``s.mid``; x is ``(n_tokens, hidden)``."""
     n = x.shape[0]
-    qkv = linear(s.hidden[:rows], layer.qkv_weight, s.qkv[:rows])[:n]
-    qkv += layer.qkv_bias
+    qkv = linear(s.hidden[:rows], layer.qkv_weight, s.qkv[:rows], layer.qkv_bias)[:n]
     k.attention(qkv, cu_seqlens, config.num_heads, config.head_dim, s.context[:n])
     projected = linear(s.context[:rows], layer.attn_out_weight, s.mid[:rows])[:n]
     return k.bias_residual_layer_norm(projected, layer.attn_out_bias, x, layer.attn_norm_gamma,

@@ -281,14 +281,16 @@ class QuantizedLinear:
         return QuantizedLinear(self.mode, self.qweight, self.scale, self.outlier_index, self.outlier_weight,
                                backend)
 
-    def matmul(self, x, out):
-        """``out = x @ W.T``.
+    def matmul(self, x, out, bias=None):
+        """``out = x @ W.T (+ bias)``.
 
         Parameters
         ----------
         x : ndarray of float32, (M, K)
             One token per row; each row is quantised on its own.
         out : ndarray of float32, (M, N), written
+        bias : ndarray of float32, (N,), optional
+            Added last (bitwise the same as a separate ``out += bias``).
 
         Returns
         -------
@@ -296,11 +298,21 @@ class QuantizedLinear:
         """
         if not out.flags.c_contiguous:
             tmp = np.empty(out.shape, np.float32)
-            out[...] = self.matmul(x, tmp)
+            out[...] = self.matmul(x, tmp, bias)
             return out
         m, k = x.shape
         if m == 0:
             return out
+        if self._packed is not None:  # quantise, multiply, dequantise and add the bias in one kernel call
+            return self._linear(x, self.mask, self._max_code, self._packed, self.shape[0], out, self._columns,
+                                bias)
+        self._matmul(x, out)
+        if bias is not None:
+            out += bias
+        return out
+
+    def _matmul(self, x, out):
+        m, k = x.shape
         if self.mode == "w8" and self.backend == "numba":  # the packed float32 GEMM, no BLAS
             from .kernels import sgemm
 
@@ -312,8 +324,6 @@ class QuantizedLinear:
             w = self._k.dequantize_weights(self._qweight, self.scale, self.outlier_index, self.outlier_weight,
                                            _scratch.get("w8", self.shape, np.float32))
             return np.matmul(x, w.T, out=out)
-        if self._packed is not None:  # quantise, multiply and dequantise in one kernel call
-            return self._linear(x, self.mask, self._max_code, self._packed, self.shape[0], out, self._columns)
         scale = _scratch.get("scale", (m,), np.float32)
         if self.mode == "w8a8":
             codes = _scratch.get("u8", (m, k), np.uint8)
@@ -397,9 +407,12 @@ class _Recorder:
         self.weight = weight
         self.absmax = np.zeros(weight.shape[1], np.float32)
 
-    def matmul(self, x, out):
+    def matmul(self, x, out, bias=None):
         np.maximum(self.absmax, np.abs(x).max(axis=0), out=self.absmax)
-        return np.matmul(x, self.weight.T, out=out)
+        np.matmul(x, self.weight.T, out=out)
+        if bias is not None:
+            out += bias
+        return out
 
 
 def calibrate(config: Config, weights: Weights, sequences):

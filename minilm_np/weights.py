@@ -200,9 +200,9 @@ class PackedLinear:
         self.packed = sgemm.pack_weights(weight)
         release_pages(weight)  # the packed copy is all the GEMM reads
 
-    def matmul(self, x, out):
-        """``out = x @ weight.T`` for x ``(n, in)`` float32; returns ``out`` ``(n, out)``."""
-        return self._gemm(x, self.packed, self.shape[0], out=out)
+    def matmul(self, x, out, bias=None):
+        """``out = x @ weight.T (+ bias)`` for x ``(n, in)`` float32; returns ``out`` ``(n, out)``."""
+        return self._gemm(x, self.packed, self.shape[0], bias=bias, out=out)
 
     @property
     def size(self):

@@ -185,7 +185,9 @@ def test_saturation_edge_u8s8(impl):
 
 
 def linear_case(kind, m, k, n, n_outliers, seed, out=None):
+    """One product, checked bitwise against the twin; with a bias for odd seeds."""
     rng = np.random.default_rng(seed)
+    bias = rng.standard_normal(n).astype(np.float32) if seed % 2 else None
     x = rng.standard_normal((m, k)).astype(np.float32)
     outliers = np.sort(rng.choice(k, min(n_outliers, k), replace=False)).astype(np.int64)
     x[:, outliers] *= 30
@@ -199,13 +201,15 @@ def linear_case(kind, m, k, n, n_outliers, seed, out=None):
                                rng.standard_normal((len(outliers), n)).astype(np.float32))
     if kind == "u8s8":
         packed = g.pack_weights_u8s8(w)
-        got = g.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32) if out is None else out, columns)
-        expected = g.linear_u8s8_reference(x, mask, packed, n, np.empty((m, n), np.float32), columns)
+        got = g.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32) if out is None else out, columns,
+                            bias)
+        expected = g.linear_u8s8_reference(x, mask, packed, n, np.empty((m, n), np.float32), columns, bias)
     else:
         packed = g.pack_weights_s16s8(w)
         got = g.linear_s16s8(x, mask, 2047, packed, n, np.empty((m, n), np.float32) if out is None else out,
-                             columns)
-        expected = g.linear_s16s8_reference(x, mask, 2047, packed, n, np.empty((m, n), np.float32), columns)
+                             columns, bias)
+        expected = g.linear_s16s8_reference(x, mask, 2047, packed, n, np.empty((m, n), np.float32), columns,
+                                            bias)
     assert got.dtype == np.float32 and got.shape == (m, n)
     np.testing.assert_array_equal(got, expected)
     assert np.isfinite(got).all()
@@ -229,11 +233,11 @@ def test_linear_parallel_driver(impl, force_parallel, kind, m, k, n, n_outliers,
 
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
-@pytest.mark.parametrize("m,k,n", [(17, 384, 1536), (130, 1536, 390)])
+@pytest.mark.parametrize("m,k,n", [(17, 384, 1536), (130, 1536, 390), (26, 384, 1152)])
 def test_linear_model_shapes_guarded(impl, kind, m, k, n):
     """The float32 result lands in its window of a guard-filled buffer and nowhere else."""
     buf = np.full((m + 2, n + 5), np.float32(-7.25), dtype=np.float32)
-    linear_case(kind, m, k, n, 4, m + n, out=buf[1:-1, 2:-3])
+    linear_case(kind, m, k, n, 4, m + n, out=buf[1:-1, 2:-3])  # the last case has a bias
     assert (buf[0] == -7.25).all() and (buf[-1] == -7.25).all()
     assert (buf[:, :2] == -7.25).all() and (buf[:, -3:] == -7.25).all()
 
@@ -262,6 +266,22 @@ def test_linear_argument_errors():
         g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), g.Dequantization(np.ones(20, np.float32)))
     with pytest.raises(TypeError, match="packed must come from"):
         g.linear_s16s8(x, mask, 2047, packed, 20, np.empty((3, 20), np.float32), columns)
+    with pytest.raises(ValueError, match=r"bias must be float32 of shape \(20,\)"):
+        g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), columns, np.ones(19, np.float32))
+
+
+def test_linear_bias_is_added_last():
+    """With a bias the result is bitwise the product without one, plus the bias."""
+    rng = np.random.default_rng(5)
+    m, k, n = 7, 50, 37
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    bias = rng.standard_normal(n).astype(np.float32)
+    columns = g.Dequantization(rng.random(n).astype(np.float32) / 50, w.sum(1, dtype=np.int32))
+    packed, mask = g.pack_weights_u8s8(w), np.ones(k, np.float32)
+    plain = g.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32), columns)
+    np.testing.assert_array_equal(g.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32), columns, bias),
+                                  plain + bias)
 
 
 @pytest.mark.parametrize("pack,kg,dtype", [(g.pack_weights_u8s8, 4, np.int8),
