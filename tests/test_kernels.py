@@ -44,7 +44,9 @@ def test_erf_and_gelu_accuracy():
         y = x[None, :].copy()
         k.bias_gelu(y, np.zeros(1, np.float32).repeat(y.shape[1]))
         gelu = 0.5 * x.astype(np.float64) * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x.astype(np.float64)]))
-        assert np.abs(y[0] - gelu).max() <= 1e-6
+        # the numba GELU evaluates erf in float32, as torch's float32 GELU does: a few ulp of
+        # 1 + erf, so up to ~1.5e-6 absolute (measured on 8M points in [-12, 12]); float64 twin 5e-7
+        assert np.abs(y[0] - gelu).max() <= (2e-6 if k is jit else 1e-6)
 
 
 def test_exp_accuracy():
@@ -68,7 +70,8 @@ def test_attention(lengths, heads, head_dim, seed):
 def test_bias_gelu(rows, width, seed):
     x, _ = packed([rows], width, seed, scale=4.0)
     bias = np.random.default_rng(seed + 1).standard_normal(width).astype(np.float32)
-    np.testing.assert_allclose(jit.bias_gelu(x.copy(), bias), reference.bias_gelu(x.copy(), bias), rtol=1e-6, atol=1e-6)
+    # float32 erf against the float64 twin: see test_erf_and_gelu_accuracy
+    np.testing.assert_allclose(jit.bias_gelu(x.copy(), bias), reference.bias_gelu(x.copy(), bias), rtol=1e-6, atol=2e-6)
 
 
 @SETTINGS
