@@ -10,8 +10,12 @@ work is large enough to repay waking the thread pool.
 import numpy as np
 
 from ._numba_env import may_run_parallel  # (must precede the numba import)
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
+from ._tiles import address, keep_alive
 from .quant import U8_LEVELS
 
 JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
@@ -29,11 +33,119 @@ def _chunk(n_rows, width):
     return max(1, min(64, n_rows // 8))
 
 
+# ----------------------------------------------------------------------------------------------
+# Eight lanes at a time in LLVM IR: numba's scalar float min/max (NaN semantics) does not
+# vectorise, and the scan and the rounding cost 0.75 ns an element that way (a K=1536 linear:
+# 30% of its time).  Each intrinsic covers the whole 8-lane groups of a row; the numba code
+# finishes the rest with the same scalar operations, so results are bitwise unchanged.
+
+_F32 = ir.FloatType()
+_V8F32 = ir.VectorType(_F32, 8)
+_I64 = ir.IntType(64)
+_LANES = 8
+
+
+def _vectors(builder, count):
+    return builder.ashr(count, ir.Constant(_I64, 3))
+
+
+def _load8(builder, base, i):
+    ptr = builder.inttoptr(builder.add(base, builder.mul(i, ir.Constant(_I64, 32))), _V8F32.as_pointer())
+    return builder.load(ptr, align=4)
+
+
+def _vmin(builder, a, b):  # the operands are finite activations: vminps
+    return builder.select(builder.fcmp_ordered("<", a, b, flags=("nnan",)), a, b)
+
+
+def _vmax(builder, a, b):
+    return builder.select(builder.fcmp_ordered(">", a, b, flags=("nnan",)), a, b)
+
+
+def _splat(builder, x):
+    v = builder.insert_element(ir.Constant(_V8F32, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, ir.Constant(_V8F32, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+
+
+@intrinsic
+def _scan8(typingctx, x_addr, mask_addr, n):
+    """(min(0, x * mask), max(0, x * mask)) over the first ``8 * (n // 8)`` float32 at the addresses."""
+    if not all(isinstance(t, types.Integer) for t in (x_addr, mask_addr, n)):
+        return None
+    sig = types.UniTuple(types.float32, 2)(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        xa, ma, count = args
+        zero = ir.Constant(_V8F32, [0.0] * 8)
+        lo = cgutils.alloca_once_value(builder, zero)
+        hi = cgutils.alloca_once_value(builder, zero)
+        with cgutils.for_range(builder, _vectors(builder, count)) as loop:
+            v = builder.fmul(_load8(builder, xa, loop.index), _load8(builder, ma, loop.index))
+            builder.store(_vmin(builder, builder.load(lo), v), lo)
+            builder.store(_vmax(builder, builder.load(hi), v), hi)
+        lo_v, hi_v = builder.load(lo), builder.load(hi)
+        lanes = [ir.Constant(ir.IntType(32), j) for j in range(_LANES)]
+        lo_s = builder.extract_element(lo_v, lanes[0])
+        hi_s = builder.extract_element(hi_v, lanes[0])
+        for j in lanes[1:]:
+            lo_s = _vmin(builder, lo_s, builder.extract_element(lo_v, j))
+            hi_s = _vmax(builder, hi_s, builder.extract_element(hi_v, j))
+        return context.make_tuple(builder, sig.return_type, [lo_s, hi_s])
+
+    return sig, codegen
+
+
+def _make_round8(kind):
+    """``q[c] = code(rint(x[c] * mask[c] * inv) (+ zp))`` clamped to [lo, hi], over whole 8-lane groups."""
+    out_type = ir.IntType(8) if kind == "u8" else ir.IntType(16)
+
+    def codegen(context, builder, sig, args):
+        xa, ma, count, inv, offset, low, high, qa = args
+        rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F32, [_V8F32]), "llvm.rint.v8f32")
+        inv_v, offset_v, low_v, high_v = (_splat(builder, a) for a in (inv, offset, low, high))
+        vec_out = ir.VectorType(out_type, 8)
+        with cgutils.for_range(builder, _vectors(builder, count)) as loop:
+            v = builder.fmul(builder.fmul(_load8(builder, xa, loop.index), _load8(builder, ma, loop.index)), inv_v)
+            v = builder.call(rint, [v])
+            if kind == "u8":
+                v = builder.fadd(v, offset_v)
+            v = _vmin(builder, _vmax(builder, v, low_v), high_v)
+            codes = builder.trunc(builder.fptosi(v, ir.VectorType(ir.IntType(32), 8)), vec_out)
+            step = ir.Constant(_I64, 8 * out_type.width // 8)
+            builder.store(codes, builder.inttoptr(builder.add(qa, builder.mul(loop.index, step)),
+                                                  vec_out.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    def round8(typingctx, x_addr, mask_addr, n, inv, offset, low, high, q_addr):
+        if not all(isinstance(t, types.Integer) for t in (x_addr, mask_addr, n, q_addr)):
+            return None
+        return types.void(types.int64, types.int64, types.int64, types.float32, types.float32, types.float32,
+                          types.float32, types.int64), codegen
+
+    round8.__name__ = round8.__qualname__ = f"_round8_{kind}"
+    return intrinsic(round8)
+
+
+_round8_u8 = _make_round8("u8")
+_round8_s16 = _make_round8("s16")
+
+
+@njit(**JIT)
+def _vector_ok(x, mask, q):
+    """Whether rows of ``x``, ``mask`` and rows of ``q`` are unit-stride (the 8-lane paths)."""
+    return x.strides[1] == 4 and mask.strides[0] == 4 and q.strides[1] == q.itemsize
+
+
 @njit(**SCAN_JIT)
-def _row_range(x, mask, i):
+def _row_range(x, mask, i, vector):
     lo = np.float32(0.0)
     hi = np.float32(0.0)
-    for c in range(x.shape[1]):
+    start = 0
+    if vector:
+        start = x.shape[1] // 8 * 8
+        lo, hi = _scan8(address(x) + i * x.strides[0], address(mask), x.shape[1])
+    for c in range(start, x.shape[1]):
         v = x[i, c] * mask[c]
         lo = min(lo, v)
         hi = max(hi, v)
@@ -43,8 +155,9 @@ def _row_range(x, mask, i):
 @njit(**JIT)
 def _quantize_u8_rows(x, mask, q, scale, zero, lo_row, hi_row):
     levels = np.float32(U8_LEVELS)
+    vector = _vector_ok(x, mask, q)
     for i in range(lo_row, hi_row):
-        lo, hi = _row_range(x, mask, i)
+        lo, hi = _row_range(x, mask, i, vector)
         rng = hi - lo
         if rng > 0:
             inv = levels / rng
@@ -54,9 +167,17 @@ def _quantize_u8_rows(x, mask, q, scale, zero, lo_row, hi_row):
             scale[i] = 0.0
         zp = np.rint(-lo * inv)
         zero[i] = np.int32(zp)
-        for c in range(x.shape[1]):
+        start = 0
+        if vector:
+            start = x.shape[1] // 8 * 8
+            _round8_u8(address(x) + i * x.strides[0], address(mask), x.shape[1], inv, zp, np.float32(0.0), levels,
+                       address(q) + i * q.strides[0])
+        for c in range(start, x.shape[1]):
             v = np.rint((x[i, c] * mask[c]) * inv) + zp
             q[i, c] = np.uint8(min(max(v, np.float32(0.0)), levels))
+    keep_alive(x)
+    keep_alive(mask)
+    keep_alive(q)
 
 
 @njit(**PJIT)
@@ -69,8 +190,9 @@ def _quantize_u8_parallel(x, mask, q, scale, zero, chunk):
 @njit(**JIT)
 def _quantize_s16_rows(x, mask, qmax, q, scale, lo_row, hi_row):
     top = np.float32(qmax)
+    vector = _vector_ok(x, mask, q)
     for i in range(lo_row, hi_row):
-        lo, hi = _row_range(x, mask, i)
+        lo, hi = _row_range(x, mask, i, vector)
         amax = max(hi, -lo)
         if amax > 0:
             inv = top / amax
@@ -78,9 +200,17 @@ def _quantize_s16_rows(x, mask, qmax, q, scale, lo_row, hi_row):
         else:
             inv = np.float32(0.0)
             scale[i] = 0.0
-        for c in range(x.shape[1]):
+        start = 0
+        if vector:
+            start = x.shape[1] // 8 * 8
+            _round8_s16(address(x) + i * x.strides[0], address(mask), x.shape[1], inv, np.float32(0.0), -top, top,
+                        address(q) + i * q.strides[0])
+        for c in range(start, x.shape[1]):
             v = np.rint((x[i, c] * mask[c]) * inv)
             q[i, c] = np.int16(min(max(v, -top), top))
+    keep_alive(x)
+    keep_alive(mask)
+    keep_alive(q)
 
 
 @njit(**PJIT)

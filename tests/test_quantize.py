@@ -98,6 +98,30 @@ def test_the_numba_quantisation_kernels_match_their_numpy_twins_bitwise():
     assert u8.max() <= 127 and not np.isnan(packed).any()
 
 
+@pytest.mark.parametrize("k", [1, 7, 8, 9, 16, 70, 384])
+@pytest.mark.parametrize("layout", ["contiguous", "row-strided", "column-strided"])
+def test_row_quantisation_matches_its_twin_bitwise_at_any_width_and_layout(k, layout):
+    """The 8-lane paths (whole groups of 8) and the scalar remainder give the twin's codes."""
+    rng = np.random.default_rng(k)
+    m = 11
+    base = (rng.standard_normal((m, 2 * k + 3)) * rng.choice([0.01, 1, 30], (m, 1))).astype(np.float32)
+    x = {"contiguous": np.ascontiguousarray(base[:, :k]), "row-strided": base[:, 3:k + 3],
+         "column-strided": base[:, :2 * k:2]}[layout]
+    x[0] = 0  # scale 0
+    x[1] = np.abs(x[1])  # zero point 0
+    mask = np.ones(k, np.float32)
+    mask[rng.choice(k, min(2, k - 1), replace=False)] = 0
+    results = {}
+    for name, module in (("numpy", quant), ("numba", quant_jit)):
+        u8, s_u8, zero = np.empty((m, k), np.uint8), np.empty(m, np.float32), np.empty(m, np.int32)
+        module.quantize_rows_u8(x, mask, u8, s_u8, zero)
+        s16, s_s16 = np.empty((m, k), np.int16), np.empty(m, np.float32)
+        module.quantize_rows_s16(x, mask, 2047, s16, s_s16)
+        results[name] = (u8, s_u8, zero, s16, s_s16)
+    for i, (a, b) in enumerate(zip(*results.values())):
+        assert np.array_equal(a, b), f"output {i} differs"
+
+
 def test_w8_packed_dequantisation_is_the_dense_matrix_packed():
     from minilm_np.kernels import sgemm
 
