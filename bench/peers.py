@@ -482,9 +482,27 @@ def cold_start_code(name, model_dir, threads, onnx_dir=None, text=LATENCY_TEXT):
     raise ValueError(f"no cold start for {name}")
 
 
+def _vm_hwm_kib(status_path):
+    """``VmHWM`` (KiB) from a /proc/<pid>/status file, or None (no /proc, process gone)."""
+    try:
+        with open(status_path, "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def run_cold_start(code, env, log_path, timeout=900.0, python=None):
     """Run ``python -c code`` (``python``: this interpreter by default); return (wall seconds,
-    peak RSS MiB, error or None)."""
+    peak RSS MiB, error or None).
+
+    The peak RSS is the child's own ``VmHWM``, polled from ``/proc`` while it runs. The
+    ``ru_maxrss`` that ``wait4`` reports (the fallback where there is no ``/proc``) is at
+    least this process's own peak: ``subprocess`` starts the child with vfork, and Linux
+    records the high-water mark of the memory it leaves at exec -- this process's.
+    """
     import signal
     import subprocess
 
@@ -493,7 +511,10 @@ def run_cold_start(code, env, log_path, timeout=900.0, python=None):
         proc = subprocess.Popen([python or sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 env=env, cwd=REPO_ROOT)
         deadline = time.monotonic() + timeout
+        status_path = f"/proc/{proc.pid}/status"
+        hwm_kib = None
         while True:
+            hwm_kib = max(_vm_hwm_kib(status_path) or 0, hwm_kib or 0) or None
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -505,7 +526,7 @@ def run_cold_start(code, env, log_path, timeout=900.0, python=None):
             time.sleep(0.002)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    rss = usage.ru_maxrss / 1024.0
+    rss = (hwm_kib if hwm_kib is not None else usage.ru_maxrss) / 1024.0
     if proc.returncode != 0:
         return wall, rss, f"exit code {proc.returncode}: {log_tail(log_path, 6)}"
     return wall, rss, None
