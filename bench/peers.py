@@ -267,9 +267,12 @@ def versions():
 # The worker.
 
 def _maxrss_mib():
+    """This process's peak RSS: ``VmHWM`` (``ru_maxrss`` also counts the bench's own peak, see
+    :func:`run_cold_start`), else ``ru_maxrss`` where there is no /proc."""
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    hwm = _vm_hwm_kib("/proc/self/status")
+    return (hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024.0
 
 
 def _check(emb, n):

@@ -43,7 +43,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ModelFileError
-from .safetensors_io import release_pages
+from .safetensors_io import open_row_file, release_pages
 from .weights import LayerWeights, Weights
 
 MODES = ("w8", "w8a16", "w8a8")
@@ -347,14 +347,18 @@ class QuantizedTable:
     qweight : ndarray of int8, (V, H)
     scale : ndarray of float32, (V,)
     backend : {"numba", "numpy"} or None
+    row_file : minilm_np.safetensors_io.RowFile, optional
+        Where ``qweight`` lies in its file: :meth:`rows` then reads the rows it needs from
+        there instead of through the mapping (see :class:`~minilm_np.safetensors_io.RowFile`).
     """
 
-    def __init__(self, qweight, scale, backend=None):
+    def __init__(self, qweight, scale, backend=None, row_file=None):
         self.qweight = qweight
         self.scale = np.ascontiguousarray(scale, np.float32)
         self.shape = tuple(qweight.shape)
         self.backend = _resolve_backend(backend)
         self._k = _kernels(self.backend)
+        self.row_file = row_file
 
     @classmethod
     def from_float(cls, table, backend=None):
@@ -379,7 +383,7 @@ class QuantizedTable:
     def with_backend(self, backend):
         if _resolve_backend(backend) == self.backend:
             return self
-        return QuantizedTable(self.qweight, self.scale, backend)
+        return QuantizedTable(self.qweight, self.scale, backend, self.row_file)
 
     def rows(self, ids):
         """Dequantised rows ``table[ids]``: float32 ``(len(ids), H)``.
@@ -393,7 +397,12 @@ class QuantizedTable:
         if len(ids) and (ids.min() < 0 or ids.max() >= self.shape[0]):
             bad = ids[(ids < 0) | (ids >= self.shape[0])][0]
             raise IndexError(f"index {bad} is out of range for an embedding table of {self.shape[0]} rows")
-        return self._k.gather_rows(self.qweight, self.scale, ids, np.empty((len(ids), self.shape[1]), np.float32))
+        out = np.empty((len(ids), self.shape[1]), np.float32)
+        if self.row_file is None:
+            return self._k.gather_rows(self.qweight, self.scale, ids, out)
+        needed, where = np.unique(ids, return_inverse=True)
+        return self._k.gather_rows(self.row_file.read(needed), self.scale[needed],
+                                   np.ascontiguousarray(where, np.int64), out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -613,7 +622,8 @@ def arrange_quantized(tensors: dict, config: Config, path: str, backend=None) ->
             ffn_out_weight=linears["ffn_out_weight"], ffn_out_bias=tensors[p + "output.dense.bias"],
             ffn_norm_gamma=tensors[p + "output.LayerNorm.weight"], ffn_norm_beta=tensors[p + "output.LayerNorm.bias"],
         ))
-    tables = {field: QuantizedTable(tensors[name + ".qweight"], tensors[name + ".scale"], backend)
+    tables = {field: QuantizedTable(tensors[name + ".qweight"], tensors[name + ".scale"], backend,
+                                    open_row_file(path, tensors[name + ".qweight"]))
               for field, name in TABLE_NAMES.items()}
     return Weights(embed_norm_gamma=tensors["embeddings.LayerNorm.weight"],
                    embed_norm_beta=tensors["embeddings.LayerNorm.bias"], layers=tuple(layers), **tables)

@@ -398,3 +398,16 @@ def test_the_package_never_imports_pickle_or_torch():
     assert len(sources) > 10
     bad = {os.path.relpath(p, os.path.dirname(PACKAGE_DIRS[0])): uses for p in sources if (uses := forbidden_uses(p))}
     assert not bad, f"unpickling code paths in the package: {bad}"
+
+
+def test_a_row_file_reads_rows_and_names_the_file_once_it_has_shrunk(tmp_path):
+    from minilm_np.safetensors_io import RowFile
+
+    path = tmp_path / "rows.bin"
+    data = np.arange(40, dtype=np.int8).reshape(10, 4)
+    path.write_bytes(b"head" + data.tobytes())
+    rows = RowFile(str(path), 4, (10, 4), np.int8)
+    assert rows.read(np.array([9, 0, 9], np.int64)).tobytes() == data[[9, 0, 9]].tobytes()
+    os.truncate(path, 4 + 4 * 5)
+    with pytest.raises(ModelFileError, match=r"rows\.bin: .*truncated"):
+        rows.read(np.array([2, 7], np.int64))

@@ -49,6 +49,37 @@ def test_a_quantised_directory_is_small_self_contained_and_int8(mode, model_dir,
     assert np.array_equal(loaded.encode(texts), minilm_np.load(model_dir, quantize=mode).encode(texts))
 
 
+def _resident_pages(array):
+    """How many of ``array``'s pages this process has mapped in (None where /proc/self/pagemap is unreadable)."""
+    page = 4096
+    first, last = array.ctypes.data // page, (array.ctypes.data + array.nbytes - 1) // page
+    try:
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(first * 8)
+            entries = np.frombuffer(f.read((last - first + 1) * 8), "<u8")
+    except OSError:
+        return None
+    return int(((entries >> np.uint64(63)) & np.uint64(1)).sum())
+
+
+def test_a_quantised_directory_reads_embedding_rows_from_the_file_not_through_the_mapping(model_dir, tmp_path):
+    from minilm_np.safetensors_io import release_pages
+
+    out = str(tmp_path / "w8a8")
+    write_quantized(model_dir, "w8a8", out)
+    table = minilm_np.load(out).weights.word_embeddings
+    if table.row_file is None:
+        pytest.skip("no os.pread on this platform")
+    ids = np.array([20000, 9000, 20000, 25000, 15000, 9000], np.int64)  # mid-table rows, repeated
+    release_pages(table.qweight)
+    got = table.rows(ids)
+    resident = [_resident_pages(table.qweight[i]) for i in ids]
+    if None not in resident:
+        assert resident == [0] * len(ids), "rows() touched the mapped table"
+    through_mapping = QuantizedTable(table.qweight, table.scale, table.backend).rows(ids)
+    assert got.dtype == np.float32 and got.tobytes() == through_mapping.tobytes()
+
+
 def test_a_quantised_directory_refuses_another_mode(model_dir, tmp_path):
     out = str(tmp_path / "w8a8")
     write_quantized(model_dir, "w8a8", out)
