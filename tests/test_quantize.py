@@ -104,6 +104,17 @@ def _operands(rng, m=37, n=45, k=70):
     return x, q, col_scale, outlier_index, outlier_weight, mask
 
 
+def _quantize_rows(module, x, mask):
+    """``x``'s rows quantised by ``module`` (the numpy twins or the numba kernels) both ways:
+    (u8 codes, their scales, zero points, int16 codes up to 2047, their scales)."""
+    m, k = x.shape
+    u8, s_u8, zero = np.empty((m, k), np.uint8), np.empty(m, np.float32), np.empty(m, np.int32)
+    module.quantize_rows_u8(x, mask, u8, s_u8, zero)
+    s16, s_s16 = np.empty((m, k), np.int16), np.empty(m, np.float32)
+    module.quantize_rows_s16(x, mask, 2047, s16, s_s16)
+    return u8, s_u8, zero, s16, s_s16
+
+
 def test_the_numba_quantisation_kernels_match_their_numpy_twins_bitwise():
     rng = np.random.default_rng(3)
     x, q, col_scale, outlier_index, outlier_weight, mask = _operands(rng)
@@ -111,10 +122,7 @@ def test_the_numba_quantisation_kernels_match_their_numpy_twins_bitwise():
     n = q.shape[0]
     results = {}
     for name, module in (("numpy", quant), ("numba", quant_jit)):
-        u8, s_u8, zero = np.empty((m, k), np.uint8), np.empty(m, np.float32), np.empty(m, np.int32)
-        module.quantize_rows_u8(x, mask, u8, s_u8, zero)
-        s16, s_s16 = np.empty((m, k), np.int16), np.empty(m, np.float32)
-        module.quantize_rows_s16(x, mask, 2047, s16, s_s16)
+        u8, s_u8, zero, s16, s_s16 = _quantize_rows(module, x, mask)
         acc = (u8.astype(np.int64) @ q.T.astype(np.int64)).astype(np.int32)
         out = np.empty((m, n), np.float32)
         module.dequantize_output(acc, out, x, s_u8, zero, col_scale, q.sum(1, dtype=np.int32), outlier_index,
@@ -144,10 +152,7 @@ def test_row_quantisation_matches_its_twin_bitwise_at_any_width_and_layout(k, la
     mask[rng.choice(k, min(2, k - 1), replace=False)] = 0
     results = {}
     for name, module in (("numpy", quant), ("numba", quant_jit)):
-        u8, s_u8, zero = np.empty((m, k), np.uint8), np.empty(m, np.float32), np.empty(m, np.int32)
-        module.quantize_rows_u8(x, mask, u8, s_u8, zero)
-        s16, s_s16 = np.empty((m, k), np.int16), np.empty(m, np.float32)
-        module.quantize_rows_s16(x, mask, 2047, s16, s_s16)
+        u8, s_u8, zero, s16, s_s16 = _quantize_rows(module, x, mask)
         results[name] = (u8, s_u8, zero, s16, s_s16)
     for i, (a, b) in enumerate(zip(*results.values())):
         assert np.array_equal(a, b), f"output {i} differs"
