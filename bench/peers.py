@@ -515,9 +515,9 @@ def run_cold_start(code, env, log_path, timeout=900.0, python=None):
                                 env=env, cwd=REPO_ROOT)
         deadline = time.monotonic() + timeout
         status_path = f"/proc/{proc.pid}/status"
-        hwm_kib = None
+        hwm_kib = 0
         while True:
-            hwm_kib = max(_vm_hwm_kib(status_path) or 0, hwm_kib or 0) or None
+            hwm_kib = max(hwm_kib, _vm_hwm_kib(status_path) or 0)
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
@@ -529,7 +529,7 @@ def run_cold_start(code, env, log_path, timeout=900.0, python=None):
             time.sleep(0.002)
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    rss = (hwm_kib if hwm_kib is not None else usage.ru_maxrss) / 1024.0
+    rss = (hwm_kib or usage.ru_maxrss) / 1024.0
     if proc.returncode != 0:
         return wall, rss, f"exit code {proc.returncode}: {log_tail(log_path, 6)}"
     return wall, rss, None

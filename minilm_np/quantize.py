@@ -622,9 +622,13 @@ def arrange_quantized(tensors: dict, config: Config, path: str, backend=None) ->
             ffn_out_weight=linears["ffn_out_weight"], ffn_out_bias=tensors[p + "output.dense.bias"],
             ffn_norm_gamma=tensors[p + "output.LayerNorm.weight"], ffn_norm_beta=tensors[p + "output.LayerNorm.bias"],
         ))
-    tables = {field: QuantizedTable(tensors[name + ".qweight"], tensors[name + ".scale"], backend,
-                                    open_row_file(path, tensors[name + ".qweight"]))
-              for field, name in TABLE_NAMES.items()}
+    # only the vocabulary table is large enough for its mapped pages to matter; the position and
+    # token-type tables (0.2 MiB together) stay mapped, saving a read per row and per call
+    tables = {}
+    for field, name in TABLE_NAMES.items():
+        q = tensors[name + ".qweight"]
+        tables[field] = QuantizedTable(q, tensors[name + ".scale"], backend,
+                                       open_row_file(path, q) if field == "word_embeddings" else None)
     return Weights(embed_norm_gamma=tensors["embeddings.LayerNorm.weight"],
                    embed_norm_beta=tensors["embeddings.LayerNorm.bias"], layers=tuple(layers), **tables)
 
