@@ -94,6 +94,7 @@ class SentenceTransformer:
         if device not in (None, "cpu"):
             raise ValueError(f"device {device!r} is not supported: minilm-np runs on the CPU only")
         self.threads = _threads.resolve_threads(threads)
+        self._threads_arg = threads  # a pickle loads with the setting, not this machine's core count
         self.model_dir, self.source = resolve_model_dir(model_name_or_path)
         safetensors_path(self.model_dir)  # first: a pickle-only directory gets the conversion hint
         self.config = read_config(self.model_dir)
@@ -126,6 +127,25 @@ class SentenceTransformer:
         prompts = st_config.get("prompts")
         self.prompts = {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
         self.default_prompt_name = st_config.get("default_prompt_name")
+
+    def __reduce__(self):
+        """Pickle by reference: the model directory, the load arguments and the settable attributes.
+
+        The weights are a mapped file and the kernels a module, so a pickle (multiprocessing's
+        spawn, joblib) does not carry them: the receiving process loads the same directory
+        again, which must exist there. In-memory quantisation is redone from the same fixed
+        calibration texts, so the embeddings are the same.
+        """
+        quantize = self.quantization if self.config.quantization is None else None
+        args = (self.model_dir, self.source, self._threads_arg, self.backend, quantize)
+        state = {"truncate_dim": self.truncate_dim, "max_seq_length": self.max_seq_length,
+                 "similarity_fn_name": self.similarity_fn_name, "prompts": dict(self.prompts),
+                 "default_prompt_name": self.default_prompt_name}
+        return _unpickle, args, state
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def _read_st_config(self):
         """config_sentence_transformers.json as a dict ({} when absent or unreadable)."""
@@ -416,6 +436,12 @@ class SentenceTransformer:
     def similarity_pairwise(self, embeddings1, embeddings2):
         """Similarity of row i of ``embeddings1`` with row i of ``embeddings2``: ``(n,)`` float32."""
         return util.PAIRWISE_FUNCTIONS[self.similarity_fn_name](embeddings1, embeddings2)
+
+
+def _unpickle(model_dir, source, threads, backend, quantize):
+    model = SentenceTransformer(model_dir, threads=threads, backend=backend, quantize=quantize)
+    model.source = source
+    return model
 
 
 def load(model=None, *, threads=None, backend=None, quantize=None, truncate_dim=None):

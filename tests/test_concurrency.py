@@ -10,7 +10,9 @@ What this pins down (see SentenceTransformer.encode's notes):
   passes hold a process-wide lock;
 - a process forked after the parent used the OpenMP pool (multiprocessing's default on
   Linux) embeds on its calling thread instead of being terminated by GNU OpenMP;
-- ``threads=`` changes speed, never the vectors.
+- ``threads=`` changes speed, never the vectors;
+- a model pickles by reference (its directory and settings), so multiprocessing's spawn and
+  joblib can hand it to a worker, which embeds bitwise the same.
 
 The model runs in a child process so that a regression (an abort inside numba) fails this test
 with numba's message instead of killing the test session.
@@ -121,3 +123,47 @@ def test_a_forked_child_embeds_after_the_parent_used_the_thread_pool():
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["status"] == 0, f"the forked child died (wait status {report['status']}): {done.stderr[-2000:]}"
     assert report["child"] == {"same": True}
+
+
+def test_a_pickled_model_loads_again_with_its_settings_and_embeds_the_same():
+    import pickle
+
+    import numpy as np
+
+    import minilm_np
+
+    model = minilm_np.load(threads=1, quantize="w8a8", truncate_dim=128)
+    model.max_seq_length = 64
+    model.prompts = {"query": "query: "}
+    model.similarity_fn_name = "dot"
+    texts = ["a short one", PARAGRAPH * 20]  # the second is truncated at 64 tokens
+    copy = pickle.loads(pickle.dumps(model))
+    assert (copy.quantization, copy.threads, copy.truncate_dim, copy.max_seq_length, copy.prompts,
+            copy.similarity_fn_name) == ("w8a8", 1, 128, 64, {"query": "query: "}, "dot")
+    assert np.array_equal(copy.encode(texts, prompt_name="query"), model.encode(texts, prompt_name="query"))
+
+
+SPAWN_CHILD = r"""
+import json, multiprocessing
+import numpy as np
+import minilm_np
+
+def embed(model, texts):
+    return model.encode(texts)
+
+if __name__ == "__main__":
+    texts = ["a spawned worker embeds too " * (i % 40 + 1) for i in range(16)]
+    model = minilm_np.load(threads=1)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        child = pool.apply(embed, (model, texts))
+    print(json.dumps({"same": bool(np.array_equal(child, model.encode(texts)))}))
+"""
+
+
+def test_a_model_passed_to_a_spawned_worker_embeds_the_same(tmp_path):
+    script = tmp_path / "spawn_child.py"  # spawn re-imports the main module: it must be a file
+    script.write_text(SPAWN_CHILD)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"same": True}
