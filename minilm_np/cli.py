@@ -87,8 +87,13 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name, help_text):
-        return sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name != "bench":  # (bench hands every argument after it to bench/run.py)
+            # also after the command; SUPPRESS keeps an absent flag from resetting one given before it
+            p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                           help="show tracebacks on errors")
+        return p
 
     p = command("embed", "embed texts and write their vectors")
     p.add_argument("texts", nargs="*", help="texts to embed (or use --input)")

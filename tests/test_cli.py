@@ -381,8 +381,9 @@ def test_runtime_errors_exit_1_without_traceback_unless_debug(tmp_path, capsys):
     proc = run_cli("embed", "--input", missing)
     assert proc.returncode == 1
     assert_one_line_error(proc.stderr, "minilm-np embed: error:", "missing.txt")
-    proc = run_cli("--debug", "embed", "--input", missing)
-    assert proc.returncode == 1 and "Traceback" in proc.stderr and "missing.txt" in proc.stderr
+    for argv in (["--debug", "embed", "--input", missing], ["embed", "--input", missing, "--debug"]):
+        proc = run_cli(*argv)
+        assert proc.returncode == 1 and "Traceback" in proc.stderr and "missing.txt" in proc.stderr, argv
     proc = run_cli("usage-error-is-two")
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr, "invalid choice")
