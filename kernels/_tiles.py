@@ -1,12 +1,34 @@
 """What the packed GEMMs (sgemm, int8_gemm) share: array addresses, task plans, tile stores in LLVM IR."""
 from ._numba_env import may_run_parallel  # noqa: F401  (must precede the numba import)
+import os
+
 from llvmlite import ir
 from numba import njit, types
+from numba.core import config
 from numba.extending import intrinsic
 
 _I32, _I64 = ir.IntType(32), ir.IntType(64)
 L2_A_BYTES = 1 << 17
 """Bytes of ``A`` rows one task keeps hot while it sweeps the weight panels."""
+
+
+def cpu_has(feature):
+    """True when both the host CPU and numba's code-generation target have ``feature``.
+
+    numba targets the host's features unless ``NUMBA_CPU_FEATURES`` names others (then those).
+    """
+    try:
+        import llvmlite.binding as llvm
+        host = bool(llvm.get_host_cpu_features().get(feature, False))
+        if config.CPU_FEATURES is not None:
+            return host and f"+{feature}" in config.CPU_FEATURES.split(",")
+        return host
+    except Exception:  # pragma: no cover - non-x86 llvmlite builds, exotic hosts
+        return False
+
+
+HAVE_AVX512 = cpu_has("avx512f") and os.environ.get("MINILM_NP_AVX512", "1") != "0"
+"""Whether the micro-kernels may use 16-lane (zmm) vectors (``$MINILM_NP_AVX512=0`` forces 8)."""
 
 
 @intrinsic
@@ -56,33 +78,33 @@ def plan_tasks(m, n_panels, row_bytes, threads, mr):
     return rb, pb, mb, True
 
 
-def store_tile(builder, accs, c_addr, ldc, ncols, element):
-    """Store an ``mr x (8 * nr)`` tile of 8-lane accumulators (``accs[i][v]``, allocas) to C.
+def store_tile(builder, accs, c_addr, ldc, ncols, element, lanes=8):
+    """Store an ``mr x (lanes * nr)`` tile of ``lanes``-lane accumulators (``accs[i][v]``, allocas) to C.
 
     Whole vectors while all columns are valid, lane by lane at the right edge (``ncols`` <
-    ``8 * nr``), so that nothing outside C's columns is written.  ``element`` is the IR
+    ``lanes * nr``), so that nothing outside C's columns is written.  ``element`` is the IR
     type of one lane (4 bytes).
     """
     def c64(x):
         return ir.Constant(_I64, x)
 
-    vector = ir.VectorType(element, 8)
-    width = 8 * len(accs[0])
+    vector = ir.VectorType(element, lanes)
+    width = lanes * len(accs[0])
     full = builder.icmp_signed(">=", ncols, c64(width))
     with builder.if_else(full) as (then, otherwise):
         with then:
             for i, row in enumerate(accs):
                 crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
                 for v, acc in enumerate(row):
-                    ptr = builder.inttoptr(builder.add(crow, c64(32 * v)), vector.as_pointer())
+                    ptr = builder.inttoptr(builder.add(crow, c64(4 * lanes * v)), vector.as_pointer())
                     builder.store(builder.load(acc), ptr, align=4)
         with otherwise:
             for i, row in enumerate(accs):
                 crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
                 for v, acc in enumerate(row):
                     val = builder.load(acc)
-                    for lane in range(8):
-                        j = 8 * v + lane
+                    for lane in range(lanes):
+                        j = lanes * v + lane
                         with builder.if_then(builder.icmp_signed(">", ncols, c64(j)), likely=True):
                             ptr = builder.inttoptr(builder.add(crow, c64(4 * j)), element.as_pointer())
                             builder.store(builder.extract_element(val, ir.Constant(_I32, lane)), ptr, align=4)

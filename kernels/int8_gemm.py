@@ -54,7 +54,8 @@ Implementation selection
 ------------------------
 :data:`HAVE_AVX2` is decided at import from the CPU numba compiles for.  With AVX2 the kernels
 are numba functions around a register-tiled micro-kernel (``MR = 4`` rows of ``A``, or
-``MR_VNNI = 6`` with VNNI, by two 8-column vectors of ``W``; fewer rows at an ``M`` edge)
+``MR_VNNI = 6`` with VNNI, by two 8-column vectors of ``W``; with AVX-512 VNNI
+(:data:`HAVE_VNNI512`) up to 12 rows by one 16-column zmm vector; fewer rows at an ``M`` edge)
 written in LLVM IR through ``numba.extending.intrinsic``.  Without it -- or after
 :func:`select` ``(False)`` -- the same packed weights go through a portable numba loop nest
 (no x86 intrinsics; LLVM vectorises it for whatever CPU it runs on), several times slower but
@@ -69,11 +70,11 @@ import os
 import numpy as np
 
 from ._numba_env import may_run_parallel  # (must precede the numba import)
-from ._tiles import address, keep_alive, plan_tasks, store_tile
+from ._tiles import address, cpu_has as _cpu_has, keep_alive, plan_tasks, store_tile
 from . import quant_jit
 import numba
 from numba import njit, prange, types
-from numba.core import cgutils, config
+from numba.core import cgutils
 from numba.extending import intrinsic
 from llvmlite import ir
 
@@ -104,21 +105,6 @@ _JIT = dict(cache=True, nogil=True, boundscheck=False)
 # CPU detection
 
 
-def _cpu_has(feature):
-    """True when both the host CPU and numba's code-generation target have ``feature``.
-
-    numba targets the host's features unless ``NUMBA_CPU_FEATURES`` names others (then those).
-    """
-    try:
-        import llvmlite.binding as llvm
-        host = bool(llvm.get_host_cpu_features().get(feature, False))
-        if config.CPU_FEATURES is not None:
-            return host and f"+{feature}" in config.CPU_FEATURES.split(",")
-        return host
-    except Exception:  # pragma: no cover - non-x86 llvmlite builds, exotic hosts
-        return False
-
-
 HAVE_AVX2 = _cpu_has("avx2") and os.environ.get("MINILM_NP_INT8_AVX2", "1") != "0"
 """Whether the AVX2 micro-kernels are usable (``$MINILM_NP_INT8_AVX2=0`` forces them off)."""
 
@@ -127,7 +113,11 @@ HAVE_VNNI = HAVE_AVX2 and (_cpu_has("avxvnni") or (_cpu_has("avx512vnni") and _c
 the two or three of the AVX2 step; the same exact sums, since no u8s8 pair sum of ``A <= 127``
 saturates)."""
 
-MR_VNNI = 6 if HAVE_VNNI else MR
+HAVE_VNNI512 = HAVE_VNNI and _cpu_has("avx512vnni") and _cpu_has("avx512bw") and _cpu_has("avx512f")
+"""Whether the VNNI micro-kernels use 16-lane (zmm) vectors: one 64-byte weight group (the
+whole panel row) a step, and up to 12 rows a tile."""
+
+MR_VNNI = 12 if HAVE_VNNI512 else 6 if HAVE_VNNI else MR
 """Rows per micro-kernel call: with VNNI (an AVX-512 host, 32 vector registers) six rows keep
 twelve accumulators in flight (u8s8 measured 265 -> 285-320 GOP/s on one Zen 4 core)."""
 
@@ -416,6 +406,9 @@ _dequantize_strip_s16s8 = _make_strip(with_zero=False)
 def _make_kernel(mr, kind):
     u8 = kind == "u8s8"
     vnni = HAVE_VNNI
+    lanes = 16 if HAVE_VNNI512 else 8  # int32 lanes of one accumulator
+    nr = PANEL // lanes
+    vacc = ir.VectorType(_I32, lanes)
 
     def codegen(context, builder, sig, args):
         a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols, pf_addr = args
@@ -430,11 +423,11 @@ def _make_kernel(mr, kind):
                 mod, ir.FunctionType(_V16I16, [_V32I8, _V32I8]), "llvm.x86.avx2.pmadd.ub.sw")
         if vnni:  # vpdpbusd / vpdpwssd: the multiply, the pair sums and the accumulation in one
             dot = cgutils.get_or_insert_function(
-                mod, ir.FunctionType(_V8I32, [_V8I32, _V8I32, _V8I32]),
-                "llvm.x86.avx512.vpdpbusd.256" if u8 else "llvm.x86.avx512.vpdpwssd.256")
+                mod, ir.FunctionType(vacc, [vacc, vacc, vacc]),
+                f"llvm.x86.avx512.{'vpdpbusd' if u8 else 'vpdpwssd'}.{32 * lanes}")
         ones = ir.Constant(_V16I16, [1] * 16)
-        wtype = _V32I8 if u8 else _V16I16
-        atype = _V32I8 if u8 else _V16I16
+        wtype = vacc if vnni else _V32I8 if u8 else _V16I16
+        atype = vacc if vnni else _V32I8 if u8 else _V16I16
 
         def c64(x):
             return ir.Constant(_I64, x)
@@ -443,31 +436,30 @@ def _make_kernel(mr, kind):
         # multiply (vpdpwssd on AVX-512-VNNI hosts) its latency would then bound the loop, so
         # small tiles cycle through `unroll` accumulator sets, summed at the end.
         unroll = {1: 4, 2: 2}.get(mr, 1)
-        zero = ir.Constant(_V8I32, [0] * 8)
-        accs = [[[cgutils.alloca_once_value(builder, zero) for _ in range(NR)] for _ in range(mr)]
+        zero = ir.Constant(vacc, [0] * lanes)
+        accs = [[[cgutils.alloca_once_value(builder, zero) for _ in range(nr)] for _ in range(mr)]
                 for _ in range(unroll)]
         rows = [builder.add(a_addr, builder.mul(lda, c64(i))) for i in range(mr)]
-        undef8 = ir.Constant(_V8I32, ir.Undefined)
-        bcast = ir.Constant(_V8I32, [0] * 8)
+        undef = ir.Constant(vacc, ir.Undefined)
+        bcast = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
 
         def step(g, acc_set):
-            wbase = builder.add(w_addr, builder.mul(g, c64(NR * 32)))
-            ws = [builder.load(builder.inttoptr(builder.add(wbase, c64(32 * v)), wtype.as_pointer()),
-                               align=1) for v in range(NR)]
+            wbase = builder.add(w_addr, builder.mul(g, c64(PANEL * 4)))
+            ws = [builder.load(builder.inttoptr(builder.add(wbase, c64(4 * lanes * v)), wtype.as_pointer()),
+                               align=1) for v in range(nr)]
             # group g (one cache line) of the panel to come, into L2: with few rows of A the
             # product streams its weights, and the next panel arrives while this one is used
-            builder.call(prefetch, [builder.inttoptr(builder.add(pf_addr, builder.mul(g, c64(NR * 32))), i8p),
+            builder.call(prefetch, [builder.inttoptr(builder.add(pf_addr, builder.mul(g, c64(PANEL * 4))), i8p),
                                     ir.Constant(_I32, 0), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
             g4 = builder.mul(g, c64(4))
             for i in range(mr):
                 x = builder.load(builder.inttoptr(builder.add(rows[i], g4), _I32.as_pointer()), align=1)
-                xv = builder.insert_element(undef8, x, ir.Constant(_I32, 0))
-                xv = builder.bitcast(builder.shuffle_vector(xv, undef8, bcast), atype)
-                for v in range(NR):
+                xv = builder.insert_element(undef, x, ir.Constant(_I32, 0))
+                xv = builder.bitcast(builder.shuffle_vector(xv, undef, bcast), atype)
+                for v in range(nr):
                     acc = acc_set[i][v]
                     if vnni:
-                        builder.store(builder.call(dot, [builder.load(acc), builder.bitcast(xv, _V8I32),
-                                                              builder.bitcast(ws[v], _V8I32)]), acc)
+                        builder.store(builder.call(dot, [builder.load(acc), xv, ws[v]]), acc)
                         continue
                     if u8:
                         t = builder.call(pmaddwd, [builder.call(pmaddubsw, [xv, ws[v]]), ones])
@@ -486,12 +478,12 @@ def _make_kernel(mr, kind):
                 step(g, accs[0])
             for u in range(1, unroll):
                 for i in range(mr):
-                    for v in range(NR):
+                    for v in range(nr):
                         builder.store(builder.add(builder.load(accs[0][i][v]), builder.load(accs[u][i][v])),
                                       accs[0][i][v])
         accs = accs[0]
 
-        store_tile(builder, accs, c_addr, ldc, ncols, _I32)
+        store_tile(builder, accs, c_addr, ldc, ncols, _I32, lanes)
         return context.get_dummy_value()
 
     def kernel(typingctx, a_addr, lda, w_addr, n_groups, c_addr, ldc, ncols, pf_addr):
@@ -504,11 +496,13 @@ def _make_kernel(mr, kind):
     return intrinsic(kernel)
 
 
+_k_u8s8_12 = _make_kernel(12, "u8s8")
 _k_u8s8_6 = _make_kernel(6, "u8s8")
 _k_u8s8_4 = _make_kernel(4, "u8s8")
 _k_u8s8_3 = _make_kernel(3, "u8s8")
 _k_u8s8_2 = _make_kernel(2, "u8s8")
 _k_u8s8_1 = _make_kernel(1, "u8s8")
+_k_s16s8_12 = _make_kernel(12, "s16s8")
 _k_s16s8_6 = _make_kernel(6, "s16s8")
 _k_s16s8_4 = _make_kernel(4, "s16s8")
 _k_s16s8_3 = _make_kernel(3, "s16s8")
@@ -531,7 +525,11 @@ def _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1,
             cp = c_addr + p * (PANEL * 4)
             pf = wp + panel_bytes if p + 1 < p1 else wp
             i = r0
-            if MR_VNNI == 6:
+            if MR_VNNI == 12:
+                while i + 12 <= r1:
+                    _k_u8s8_12(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
+                    i += 12
+            if MR_VNNI >= 6:
                 while i + 6 <= r1:
                     _k_u8s8_6(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
                     i += 6
@@ -560,7 +558,11 @@ def _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1
             cp = c_addr + p * (PANEL * 4)
             pf = wp + panel_bytes if p + 1 < p1 else wp
             i = r0
-            if MR_VNNI == 6:
+            if MR_VNNI == 12:
+                while i + 12 <= r1:
+                    _k_s16s8_12(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
+                    i += 12
+            if MR_VNNI >= 6:
                 while i + 6 <= r1:
                     _k_s16s8_6(a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
                     i += 6

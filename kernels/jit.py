@@ -21,7 +21,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._tiles import address as _addr
-from ._tiles import keep_alive
+from ._tiles import HAVE_AVX512, keep_alive
 from .sgemm import PANEL
 from .sgemm import _block as _gemm_block
 
@@ -238,7 +238,7 @@ def _gather_parallel(token_ids, position_ids, type_ids, word_table, position_tab
 
 
 @njit(**JIT)
-def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch):
+def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch, wide):
     """softmax(Q K^T / sqrt(d)) V for one head of one sequence, as two packed GEMMs (kernels.sgemm).
 
     ``scratch``: float32, at least :func:`_scratch_size` ``(length, head_dim)`` elements.
@@ -273,12 +273,12 @@ def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch):
                 values[p, j, c] = value[p * PANEL + c]
     row = qkv.strides[0]
     _gemm_block(_addr(qkv) + start * row + q0 * 4, row, _addr(keys), head_dim, _addr(scores), length * 4,
-                length, 0, 0, length, 0, k_panels, length)
+                length, 0, 0, length, 0, k_panels, length, wide)
     for i in range(length):
         _softmax_row(_addr(scores) + i * length * 4, length, scale)
     orow = out.strides[0]
     _gemm_block(_addr(scores), length * 4, _addr(values), length, _addr(out) + start * orow + q0 * 4, orow,
-                head_dim, 0, 0, length, 0, v_panels, length)
+                head_dim, 0, 0, length, 0, v_panels, length, wide)
     keep_alive(scratch)  # the GEMMs read it by address (see keep_alive)
 
 
@@ -290,7 +290,7 @@ def _scratch_size(length, head_dim):
 
 
 @njit(**JIT)
-def _attention_tasks(qkv, cu_seqlens, n_heads, head_dim, out, t0, t1):
+def _attention_tasks(qkv, cu_seqlens, n_heads, head_dim, out, t0, t1, wide):
     """Tasks ``t0 <= task < t1`` in head-major order (``task = head * n_seqs + seq``), one scratch."""
     n_seqs = len(cu_seqlens) - 1
     longest = 0
@@ -300,22 +300,22 @@ def _attention_tasks(qkv, cu_seqlens, n_heads, head_dim, out, t0, t1):
     for task in range(t0, t1):
         h = task // n_seqs
         s = task - h * n_seqs
-        _attention_head(qkv, cu_seqlens[s], cu_seqlens[s + 1] - cu_seqlens[s], h, n_heads, head_dim, out, scratch)
+        _attention_head(qkv, cu_seqlens[s], cu_seqlens[s + 1] - cu_seqlens[s], h, n_heads, head_dim, out, scratch, wide)
 
 
 @njit(**JIT)
-def _attention_serial(qkv, cu_seqlens, n_heads, head_dim, out):
-    _attention_tasks(qkv, cu_seqlens, n_heads, head_dim, out, 0, (len(cu_seqlens) - 1) * n_heads)
+def _attention_serial(qkv, cu_seqlens, n_heads, head_dim, out, wide):
+    _attention_tasks(qkv, cu_seqlens, n_heads, head_dim, out, 0, (len(cu_seqlens) - 1) * n_heads, wide)
 
 
 @njit(**PJIT)
-def _attention_parallel(qkv, cu_seqlens, n_heads, head_dim, out, n_blocks):
+def _attention_parallel(qkv, cu_seqlens, n_heads, head_dim, out, n_blocks, wide):
     # Head-major task order, cut into equal contiguous blocks: a block of heads over every
     # sequence costs the same whatever the (sorted) sequence lengths are.
     n_tasks = (len(cu_seqlens) - 1) * n_heads
     for b in prange(n_blocks):
         _attention_tasks(qkv, cu_seqlens, n_heads, head_dim, out, b * n_tasks // n_blocks,
-                         (b + 1) * n_tasks // n_blocks)
+                         (b + 1) * n_tasks // n_blocks, wide)
 
 
 @njit(**JIT)
@@ -422,9 +422,9 @@ def attention(qkv, cu_seqlens, n_heads, head_dim, out):
     # Attention work grows with L^2: go parallel once there is more than one sequence's worth.
     if (len(cu_seqlens) - 1) * n_heads > 1 and out.shape[0] * out.shape[1] >= PARALLEL_MIN_ELEMENTS // 4 \
             and may_run_parallel():
-        _attention_parallel(qkv, cu_seqlens, n_heads, head_dim, out, numba.get_num_threads())
+        _attention_parallel(qkv, cu_seqlens, n_heads, head_dim, out, numba.get_num_threads(), HAVE_AVX512)
     else:
-        _attention_serial(qkv, cu_seqlens, n_heads, head_dim, out)
+        _attention_serial(qkv, cu_seqlens, n_heads, head_dim, out, HAVE_AVX512)
     return out
 
 

@@ -16,7 +16,9 @@ vectors); one panel is ``K`` consecutive 64-byte rows::
 so ``packed`` is float32 ``(ceil(N / 16), K, 16)``.  The micro-kernel (LLVM IR through
 ``numba.extending.intrinsic``) keeps an ``mr x 16`` tile of ``C`` in registers, ``mr <= 6``,
 broadcasting one ``A`` element per row and step; ``M`` is cut into near-equal tiles of at most
-6 rows (17 rows: 6 + 6 + 5), so no tile is a lone slow row.  Edge columns of the last panel
+6 rows (17 rows: 6 + 6 + 5), so no tile is a lone slow row.  Where the CPU has AVX-512
+(:data:`HAVE_AVX512`) the tile is ``mr x 32``, ``mr <= 12``: one 16-lane vector from each of
+two panels, the same chains of fused multiply-adds, so bitwise the same ``C``.  Edge columns of the last panel
 are stored lane by lane: nothing outside ``(M, N)`` is written.
 
 :func:`gemm_reference` (unpack, numpy matmul) is the readable spec and the test oracle; it
@@ -25,7 +27,7 @@ agrees to float32 rounding, not bitwise (BLAS sums in another order).
 import numpy as np
 
 from ._numba_env import may_run_parallel  # (must precede the numba import)
-from ._tiles import address, keep_alive, plan_tasks, store_tile
+from ._tiles import HAVE_AVX512, address, keep_alive, plan_tasks, store_tile
 import numba
 from numba import njit, prange, types
 from numba.core import cgutils
@@ -39,6 +41,8 @@ PANEL = 16
 MR = 6
 """Most rows of ``A`` per micro-kernel tile (12 accumulators + 2 weight vectors + 1 broadcast
 fit the 16 vector registers of AVX2)."""
+MR_WIDE = 12
+"""The same with AVX-512: 24 accumulators of 16 lanes + 2 weight vectors of its 32 registers."""
 PARALLEL_MIN_FLOPS = 1 << 21
 """Multiply-adds below which a product stays on the calling thread."""
 
@@ -129,14 +133,22 @@ def gemm_reference(a, packed, n, bias=None, out=None):
 #   pf_addr: address of a panel to prefetch row by row (the next one), or of this one.
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
-_V8F = ir.VectorType(_F32, 8)
-NR = PANEL // 8
 
 
-def _make_kernel(mr):
+def _make_kernel(mr, lanes):
+    """The ``mr x 32`` micro-kernel: two 8-lane vectors of one panel, or (``lanes=16``, AVX-512)
+    one 16-lane vector from each of two consecutive panels (``w_addr`` and the next one).
+
+    Every accumulator lane is the same fused multiply-add chain in either width, so the two
+    give bitwise the same ``C``.
+    """
+    vec = ir.VectorType(_F32, lanes)
+    nr = 2
+
     def codegen(context, builder, sig, args):
-        a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr, pf_addr = args
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F, [_V8F] * 3), "llvm.fma.v8f32")
+        a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr = args
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                             f"llvm.fma.v{lanes}f32")
         i8p = ir.IntType(8).as_pointer()
         prefetch = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]), "llvm.prefetch.p0")
@@ -144,117 +156,168 @@ def _make_kernel(mr):
         def c64(x):
             return ir.Constant(_I64, x)
 
-        zero = ir.Constant(_V8F, [0.0] * 8)
-        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(NR)] for _ in range(mr)]
+        # byte offset of vector v within a packed row: the next 8 lanes of the panel, or the
+        # same row of the second panel
+        vstride = c64(32) if lanes == 8 else w2_off
+        zero = ir.Constant(vec, [0.0] * lanes)
+        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nr)] for _ in range(mr)]
         rows = [builder.add(a_addr, builder.mul(lda, c64(i))) for i in range(mr)]
-        undef = ir.Constant(_V8F, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(_I32, 8), [0] * 8)
+        undef = ir.Constant(vec, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
         with cgutils.for_range(builder, k) as loop:
             kk = loop.index
             wrow = builder.add(w_addr, builder.mul(kk, c64(PANEL * 4)))
-            ws = [builder.load(builder.inttoptr(builder.add(wrow, c64(32 * v)), _V8F.as_pointer()), align=4)
-                  for v in range(NR)]
-            # row k of the panel to come, into L2 (prefetcht1): it streams in from memory while
-            # this panel is computed (measured: a 17-row forward's GEMMs 6.6-9.2 -> 4.3-4.7 ms)
-            builder.call(prefetch, [builder.inttoptr(builder.add(pf_addr, builder.mul(kk, c64(PANEL * 4))), i8p),
-                                    ir.Constant(_I32, 0), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
+            ws = [builder.load(builder.inttoptr(builder.add(wrow, builder.mul(vstride, c64(v))), vec.as_pointer()),
+                               align=4) for v in range(nr)]
+            # row k of the panel(s) to come, into L2 (prefetcht1): they stream in from memory while
+            # these are computed (measured: a 17-row forward's GEMMs 6.6-9.2 -> 4.3-4.7 ms)
+            pfrow = builder.add(pf_addr, builder.mul(kk, c64(PANEL * 4)))
+            for v in range(1 if lanes == 8 else nr):
+                builder.call(prefetch, [builder.inttoptr(builder.add(pfrow, builder.mul(vstride, c64(v))), i8p),
+                                        ir.Constant(_I32, 0), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
             k4 = builder.mul(kk, c64(4))
             for i in range(mr):
                 x = builder.load(builder.inttoptr(builder.add(rows[i], k4), _F32.as_pointer()), align=4)
                 xv = builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(_I32, 0)), undef, splat)
-                for v in range(NR):
+                for v in range(nr):
                     builder.store(builder.call(fma, [xv, ws[v], builder.load(accs[i][v])]), accs[i][v])
 
         has_bias = builder.icmp_signed("!=", b_addr, c64(0))
         with builder.if_then(has_bias):
-            bias = [builder.load(builder.inttoptr(builder.add(b_addr, c64(32 * v)), _V8F.as_pointer()), align=4)
-                    for v in range(NR)]
+            bias = [builder.load(builder.inttoptr(builder.add(b_addr, c64(4 * lanes * v)), vec.as_pointer()), align=4)
+                    for v in range(nr)]
             for i in range(mr):
-                for v in range(NR):
+                for v in range(nr):
                     builder.store(builder.fadd(builder.load(accs[i][v]), bias[v]), accs[i][v])
 
-        store_tile(builder, accs, c_addr, ldc, ncols, _F32)
+        store_tile(builder, accs, c_addr, ldc, ncols, _F32, lanes)
         return context.get_dummy_value()
 
-    def kernel(typingctx, a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr, pf_addr):
-        args = (a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr, pf_addr)
+    def kernel(typingctx, a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr):
+        args = (a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr)
         if not all(isinstance(t, types.Integer) for t in args):
             return None
-        return types.void(*([types.int64] * 9)), codegen
+        return types.void(*([types.int64] * 10)), codegen
 
-    kernel.__name__ = kernel.__qualname__ = f"_ukernel_f32_{mr}x{PANEL}"
+    kernel.__name__ = kernel.__qualname__ = f"_ukernel_f32_{mr}x{2 * lanes}"
     return intrinsic(kernel)
 
 
-_k1, _k2, _k3, _k4, _k5, _k6 = (_make_kernel(mr) for mr in range(1, MR + 1))
+_k1, _k2, _k3, _k4, _k5, _k6 = (_make_kernel(mr, 8) for mr in range(1, MR + 1))
+(_w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8, _w9, _w10, _w11, _w12) = (_make_kernel(mr, 16) for mr in range(1, MR_WIDE + 1))
 
 
 @njit(**_JIT)
-def _tile(mr, a_addr, lda, wp, k, cp, ldc, ncols, bp, pf):
+def _tile(mr, a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf):
     if mr == 6:
-        _k6(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
+        _k6(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
     elif mr == 5:
-        _k5(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
+        _k5(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
     elif mr == 4:
-        _k4(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
+        _k4(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
     elif mr == 3:
-        _k3(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
+        _k3(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
     elif mr == 2:
-        _k2(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
+        _k2(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
     else:
-        _k1(a_addr, lda, wp, k, cp, ldc, ncols, bp, pf)
+        _k1(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
 
 
 @njit(**_JIT)
-def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb):
-    """Rows [i0, i1) x panels [p0, p1), ``mb`` rows of A at a time (kept in L2 over the panels)."""
+def _tile_wide(mr, a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf):
+    if mr > 8:
+        if mr == 12:
+            _w12(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+        elif mr == 11:
+            _w11(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+        elif mr == 10:
+            _w10(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+        else:
+            _w9(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+    elif mr > 4:
+        if mr == 8:
+            _w8(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+        elif mr == 7:
+            _w7(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+        elif mr == 6:
+            _w6(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+        else:
+            _w5(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+    elif mr == 4:
+        _w4(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+    elif mr == 3:
+        _w3(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+    elif mr == 2:
+        _w2(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+    else:
+        _w1(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf)
+
+
+@njit(**_JIT)
+def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb, wide):
+    """Rows [i0, i1) x panels [p0, p1), ``mb`` rows of A at a time (kept in L2 over the panels).
+
+    ``wide``: the AVX-512 kernels, two panels a tile.  A lone last panel is its own pair
+    (``w2 = 0``); the pair's columns are not stored, and its bias lanes come from the padding
+    (see :func:`_entry`).
+    """
     panel_bytes = k * PANEL * 4
+    step = 2 if wide else 1
+    mr_max = MR_WIDE if wide else MR
     for r0 in range(i0, i1, mb):
         r1 = min(r0 + mb, i1)
         rows = r1 - r0
-        n_tiles = (rows + MR - 1) // MR
+        n_tiles = (rows + mr_max - 1) // mr_max
         base = rows // n_tiles
         extra = rows - base * n_tiles  # the first `extra` tiles take one row more
-        for p in range(p0, p1):
-            ncols = min(PANEL, n - p * PANEL)
+        for p in range(p0, p1, step):
+            ncols = min(step * PANEL, n - p * PANEL)
             wp = w_addr + p * panel_bytes
             cp = c_addr + p * (PANEL * 4)
             bp = b_addr + p * (PANEL * 4) if b_addr != 0 else 0
-            pf = wp + panel_bytes if p + 1 < p1 else wp
+            pf = wp + step * panel_bytes if p + step < p1 else wp
+            w2 = panel_bytes if p + 1 < p1 else 0
             i = r0
             for t in range(n_tiles):
                 mr = base + 1 if t < extra else base
-                _tile(mr, a_addr + i * lda, lda, wp, k, cp + i * ldc, ldc, ncols, bp, pf)
+                if wide:
+                    _tile_wide(mr, a_addr + i * lda, lda, wp, w2, k, cp + i * ldc, ldc, ncols, bp, pf)
+                else:
+                    _tile(mr, a_addr + i * lda, lda, wp, 0, k, cp + i * ldc, ldc, ncols, bp, pf)
                 i += mr
 
 
 @njit(parallel=True, **_JIT)
-def _parallel(a_addr, lda, w_addr, k, c_addr, ldc, m, n, b_addr, rb, n_panels, pb, mb):
+def _parallel(a_addr, lda, w_addr, k, c_addr, ldc, m, n, b_addr, rb, n_panels, pb, mb, wide):
     n_rt = (m + rb - 1) // rb
     n_pt = (n_panels + pb - 1) // pb
     for t in prange(n_rt * n_pt):
         r = t // n_pt
         q = t - r * n_pt
         _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, r * rb, min(m, r * rb + rb),
-               q * pb, min(n_panels, q * pb + pb), mb)
+               q * pb, min(n_panels, q * pb + pb), mb, wide)
 
 
 @njit(**_JIT)
-def _entry(a, packed, n, bias, use_bias, out, threads):
+def _entry(a, packed, n, bias, use_bias, out, threads, wide):
     """a: (M, K) with unit column stride; out: (M, n) with unit column stride."""
     m, k = a.shape
     n_panels = packed.shape[0]
     b_addr = 0
     if use_bias:
-        padded = np.zeros(n_panels * PANEL, np.float32)  # whole 16-lane loads at the right edge
+        padded = np.zeros((n_panels + 1) * PANEL, np.float32)  # whole vector loads past the right edge
         padded[:n] = bias
         b_addr = address(padded)
     lda = a.strides[0]
-    rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR)
+    rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR_WIDE if wide else MR)
+    if wide:
+        pb += pb % 2  # whole panel pairs per task
     if par:
-        _parallel(address(a), lda, address(packed), k, address(out), out.strides[0], m, n, b_addr, rb, n_panels, pb, mb)
+        _parallel(address(a), lda, address(packed), k, address(out), out.strides[0], m, n, b_addr, rb, n_panels, pb,
+                  mb, wide)
     else:
-        _block(address(a), lda, address(packed), k, address(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb)
+        _block(address(a), lda, address(packed), k, address(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb,
+               wide)
     if use_bias:
         keep_alive(padded)  # the kernels read the padded bias by address
 
@@ -291,7 +354,7 @@ def gemm(a, packed, n, bias=None, out=None):
     m, k = a.shape
     if m and n:
         threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_FLOPS and may_run_parallel() else 1
-        _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads)
+        _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads, HAVE_AVX512)
     if target is not out:
         out[...] = target
     return out

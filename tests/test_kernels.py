@@ -127,7 +127,7 @@ def test_parallel_paths_match_serial():
     """Large inputs take the prange drivers; their results equal the serial cores bitwise."""
     x, cu = packed([256] * 6 + [3] * 20, 384 * 3, 7)
     serial = np.empty((len(x), 384), np.float32)
-    jit._attention_serial(x, cu, 12, 32, serial)
+    jit._attention_serial(x, cu, 12, 32, serial, jit.HAVE_AVX512)
     assert np.array_equal(jit.attention(x, cu, 12, 32, np.empty_like(serial)), serial)
     y = np.ascontiguousarray(x[:, :384])
     bias = np.ones(384, np.float32)
