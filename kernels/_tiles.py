@@ -81,15 +81,21 @@ def plan_tasks(m, n_panels, row_bytes, threads, mr):
 def store_tile(builder, accs, c_addr, ldc, ncols, element, lanes=8):
     """Store an ``mr x (lanes * nr)`` tile of ``lanes``-lane accumulators (``accs[i][v]``, allocas) to C.
 
-    Whole vectors while all columns are valid, lane by lane at the right edge (``ncols`` <
-    ``lanes * nr``), so that nothing outside C's columns is written.  ``element`` is the IR
-    type of one lane (4 bytes).
+    Whole vectors while all columns are valid; at the right edge (``ncols`` < ``lanes * nr``)
+    masked stores (``llvm.masked.store``: ``vmaskmovps`` / ``vpmaskmovd``, or an AVX-512 mask),
+    so that nothing outside C's columns is written.  One masked store per vector, not a branch
+    per lane: per-lane branches made LLVM take minutes over the wide kernels.  ``element`` is
+    the IR type of one lane (4 bytes).
     """
     def c64(x):
         return ir.Constant(_I64, x)
 
     vector = ir.VectorType(element, lanes)
     width = lanes * len(accs[0])
+    kind = "f32" if isinstance(element, ir.FloatType) else "i32"
+    masked_store = builder.module.declare_intrinsic(
+        f"llvm.masked.store.v{lanes}{kind}.p0", fnty=ir.FunctionType(
+            ir.VoidType(), [vector, vector.as_pointer(), _I32, ir.VectorType(ir.IntType(1), lanes)]))
     full = builder.icmp_signed(">=", ncols, c64(width))
     with builder.if_else(full) as (then, otherwise):
         with then:
@@ -99,12 +105,14 @@ def store_tile(builder, accs, c_addr, ldc, ncols, element, lanes=8):
                     ptr = builder.inttoptr(builder.add(crow, c64(4 * lanes * v)), vector.as_pointer())
                     builder.store(builder.load(acc), ptr, align=4)
         with otherwise:
+            splat = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
+            undef = ir.Constant(ir.VectorType(_I64, lanes), ir.Undefined)
+            limit = builder.shuffle_vector(builder.insert_element(undef, ncols, ir.Constant(_I32, 0)), undef, splat)
+            masks = [builder.icmp_signed(">", limit, ir.Constant(ir.VectorType(_I64, lanes),
+                                                                  [lanes * v + j for j in range(lanes)]))
+                     for v in range(len(accs[0]))]
             for i, row in enumerate(accs):
                 crow = builder.add(c_addr, builder.mul(ldc, c64(i)))
                 for v, acc in enumerate(row):
-                    val = builder.load(acc)
-                    for lane in range(lanes):
-                        j = lanes * v + lane
-                        with builder.if_then(builder.icmp_signed(">", ncols, c64(j)), likely=True):
-                            ptr = builder.inttoptr(builder.add(crow, c64(4 * j)), element.as_pointer())
-                            builder.store(builder.extract_element(val, ir.Constant(_I32, lane)), ptr, align=4)
+                    ptr = builder.inttoptr(builder.add(crow, c64(4 * lanes * v)), vector.as_pointer())
+                    builder.call(masked_store, [builder.load(acc), ptr, ir.Constant(_I32, 4), masks[v]])
