@@ -47,7 +47,7 @@ one group of one ``A`` row is 4 bytes, broadcast to all eight lanes by the micro
 i.e. one panel is a contiguous run of ``ceil(K / KG)`` 64-byte blocks (two 32-byte vectors,
 columns 0-7 and 8-15), each holding the group's ``KG`` weights of each of its 16 columns.  The zero padding of ``N``
 and ``K`` makes every micro-kernel step full width; the kernels never write outside ``(M, N)``
-(edge columns are stored lane by lane).  ``A``'s ``K`` need not be a multiple of ``KG``: a row
+(edge columns are stored with masked stores).  ``A``'s ``K`` need not be a multiple of ``KG``: a row
 tail is handled by a zero-padded copy of ``A`` (no out-of-bounds reads).
 
 Implementation selection

@@ -18,8 +18,8 @@ so ``packed`` is float32 ``(ceil(N / 16), K, 16)``.  The micro-kernel (LLVM IR t
 broadcasting one ``A`` element per row and step; ``M`` is cut into near-equal tiles of at most
 6 rows (17 rows: 6 + 6 + 5), so no tile is a lone slow row.  Where the CPU has AVX-512
 (:data:`HAVE_AVX512`) the tile is ``mr x 32``, ``mr <= 12``: one 16-lane vector from each of
-two panels, the same chains of fused multiply-adds, so bitwise the same ``C``.  Edge columns of the last panel
-are stored lane by lane: nothing outside ``(M, N)`` is written.
+two panels, the same chains of fused multiply-adds, so bitwise the same ``C``.  Edge columns of
+the last panel are stored with masked stores: nothing outside ``(M, N)`` is written.
 
 :func:`gemm_reference` (unpack, numpy matmul) is the readable spec and the test oracle; it
 agrees to float32 rounding, not bitwise (BLAS sums in another order).
@@ -125,19 +125,21 @@ def gemm_reference(a, packed, n, bias=None, out=None):
 # ----------------------------------------------------------------------------------------------
 # Micro-kernel, emitted as LLVM IR.
 #
-# kernel(a_addr, lda, w_addr, k, c_addr, ldc, ncols, b_addr) computes an (mr x 16) tile:
+# kernel(a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr) computes an
+# (mr x 16) tile, or with 16 lanes an (mr x 32) tile over two panels:
 #   a_addr: address of A[i0, 0]; lda: bytes between A rows;
 #   w_addr: address of one packed panel (k rows of 64 bytes);
-#   c_addr: address of C[i0, j0]; ldc: bytes between C rows; ncols: valid columns (1..16);
-#   b_addr: address of bias[j0] (16 floats readable: the bias is padded), 0 for no bias;
+#   w2_off: 16 lanes only: bytes from w_addr to the second panel (0: the panel is its own pair);
+#   c_addr: address of C[i0, j0]; ldc: bytes between C rows; ncols: valid columns (1..16 or 1..32);
+#   b_addr: address of bias[j0] (one tile's width readable: the bias is padded), 0 for no bias;
 #   pf_addr: address of a panel to prefetch row by row (the next one), or of this one.
 
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 
 
 def _make_kernel(mr, lanes):
-    """The ``mr x 32`` micro-kernel: two 8-lane vectors of one panel, or (``lanes=16``, AVX-512)
-    one 16-lane vector from each of two consecutive panels (``w_addr`` and the next one).
+    """The micro-kernel: ``mr x 16``, two 8-lane vectors of one panel; or (``lanes=16``, AVX-512)
+    ``mr x 32``, one 16-lane vector from each of two panels (``w_addr`` and ``w_addr + w2_off``).
 
     Every accumulator lane is the same fused multiply-add chain in either width, so the two
     give bitwise the same ``C``.
