@@ -426,8 +426,7 @@ def _make_kernel(mr, kind):
                 mod, ir.FunctionType(vacc, [vacc, vacc, vacc]),
                 f"llvm.x86.avx512.{'vpdpbusd' if u8 else 'vpdpwssd'}.{32 * lanes}")
         ones = ir.Constant(_V16I16, [1] * 16)
-        wtype = vacc if vnni else _V32I8 if u8 else _V16I16
-        atype = vacc if vnni else _V32I8 if u8 else _V16I16
+        operand = vacc if vnni else _V32I8 if u8 else _V16I16  # how A's broadcast and W's vector are typed
 
         def c64(x):
             return ir.Constant(_I64, x)
@@ -445,7 +444,7 @@ def _make_kernel(mr, kind):
 
         def step(g, acc_set):
             wbase = builder.add(w_addr, builder.mul(g, c64(PANEL * 4)))
-            ws = [builder.load(builder.inttoptr(builder.add(wbase, c64(4 * lanes * v)), wtype.as_pointer()),
+            ws = [builder.load(builder.inttoptr(builder.add(wbase, c64(4 * lanes * v)), operand.as_pointer()),
                                align=1) for v in range(nr)]
             # group g (one cache line) of the panel to come, into L2: with few rows of A the
             # product streams its weights, and the next panel arrives while this one is used
@@ -455,7 +454,7 @@ def _make_kernel(mr, kind):
             for i in range(mr):
                 x = builder.load(builder.inttoptr(builder.add(rows[i], g4), _I32.as_pointer()), align=1)
                 xv = builder.insert_element(undef, x, ir.Constant(_I32, 0))
-                xv = builder.bitcast(builder.shuffle_vector(xv, undef, bcast), atype)
+                xv = builder.bitcast(builder.shuffle_vector(xv, undef, bcast), operand)
                 for v in range(nr):
                     acc = acc_set[i][v]
                     if vnni:
