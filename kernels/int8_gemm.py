@@ -66,6 +66,7 @@ Large products run on numba's thread pool (``prange`` over blocks of rows and co
 products under :data:`PARALLEL_MIN_OPS` multiply-adds (one sentence) stay on the calling thread.
 """
 import os
+import sys
 
 import numpy as np
 
@@ -82,7 +83,7 @@ __all__ = [
     "HAVE_AVX2", "HAVE_VNNI", "PANEL", "pack_weights_u8s8", "pack_weights_s16s8", "unpack_weights",
     "gemm_u8s8", "gemm_s16s8", "gemm_u8s8_reference", "gemm_s16s8_reference", "Dequantization",
     "linear_u8s8", "linear_s16s8", "linear_u8s8_reference", "linear_s16s8_reference", "select",
-    "using_avx2",
+    "using_avx2", "HAVE_AMX", "using_amx",
 ]
 
 PANEL = 16
@@ -97,6 +98,9 @@ NR = PANEL // 8
 PARALLEL_MIN_OPS = 1 << 21
 """Multiply-adds (``M * N * K``) below which a product stays on the calling thread (~20 us of
 single-thread work; with a warm pool two threads already win at ~1M, measured)."""
+PARALLEL_MIN_OPS_AMX = 1 << 24
+"""The same for u8s8 products on the AMX tiles, which finish one sentence's largest GEMM
+(18 x 1536 x 384) in ~10 us on one core: split over two threads it measured slower."""
 
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 
@@ -121,10 +125,40 @@ MR_VNNI = 12 if HAVE_VNNI512 else 6 if HAVE_VNNI else MR
 """Rows per micro-kernel call: with VNNI (an AVX-512 host, 32 vector registers) six rows keep
 twelve accumulators in flight (u8s8 measured 265 -> 285-320 GOP/s on one Zen 4 core)."""
 
+
+
+def _amx_permitted():
+    """Ask Linux for the AMX tile state (``arch_prctl(ARCH_REQ_XCOMP_PERM, XTILEDATA)``).
+
+    Linux hands the 8 KiB of tile registers only to processes that ask first; an AMX
+    instruction without this permission is killed with SIGILL.  The permission is
+    process-wide and inherited across fork.
+    """
+    import ctypes
+    import platform
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(158, 0x1023, 18) == 0  # SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA
+    except (OSError, AttributeError):  # pragma: no cover - no syscall() in this libc
+        return False
+
+
+AMX_CAPABLE = HAVE_VNNI512 and _cpu_has("amx-tile") and _cpu_has("amx-int8") and _amx_permitted()
+"""Whether numba's target CPU has AMX-INT8 and Linux granted this process its tile state (the
+AMX micro-kernels are compiled only then)."""
+
+HAVE_AMX = AMX_CAPABLE and os.environ.get("MINILM_NP_AMX", "1") != "0"
+"""Whether u8s8 products with ``K % 64 == 0`` run on the AMX tile unit (``tdpbusd``, 16 x 16
+int32 results from 16 x 64 bytes of ``A`` and 64 x 16 of ``W`` per instruction;
+``$MINILM_NP_AMX=0`` turns it off)."""
+
 _use_avx2 = HAVE_AVX2
+_use_amx = HAVE_AMX
 
 
-def select(avx2=None):
+def select(avx2=None, amx=None):
     """Choose the implementation behind :func:`gemm_u8s8` / :func:`gemm_s16s8`.
 
     Parameters
@@ -135,18 +169,31 @@ def select(avx2=None):
 
     Returns
     -------
-    bool
-        The previous setting, so tests can restore it.
+    amx : bool or None
+        ``True`` for the AMX tiles in u8s8 products (only honoured when :data:`HAVE_AMX`
+        and the AVX2 kernels are selected), ``False`` for the vector kernels, ``None`` for the
+        import-time default.
+
+    Returns
+    -------
+    tuple of bool
+        The previous ``(avx2, amx)``, so tests can restore them with ``select(*previous)``.
     """
-    global _use_avx2
-    previous = _use_avx2
+    global _use_avx2, _use_amx
+    previous = _use_avx2, _use_amx
     _use_avx2 = HAVE_AVX2 if avx2 is None else bool(avx2) and HAVE_AVX2
+    _use_amx = (HAVE_AMX if amx is None else bool(amx) and HAVE_AMX) and _use_avx2
     return previous
 
 
 def using_avx2():
     """True when the public GEMMs currently run the AVX2 micro-kernels."""
     return _use_avx2
+
+
+def using_amx():
+    """True when u8s8 products with ``K % 64 == 0`` currently run on the AMX tiles."""
+    return _use_amx
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,6 +556,164 @@ _k_s16s8_2 = _make_kernel(2, "s16s8")
 _k_s16s8_1 = _make_kernel(1, "s16s8")
 
 
+# AMX micro-kernels (u8s8 only: the tile unit multiplies bytes), emitted as LLVM IR.
+#
+# All eight tile registers are configured 16 rows x 64 bytes: tmm0-3 hold up to 2 x 2 int32
+# result tiles (16 x 16 each), tmm4-5 two 16-row strips of A (64 k each), tmm6-7 two weight
+# tiles.  The packed panel layout *is* the tile unit's B layout (one 64-byte row per group of
+# four k, the 16 columns' four bytes side by side), so a weight tile is 16 consecutive groups
+# of a panel, loaded with a 64-byte stride.
+#
+# kernel(a_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols) computes a
+# (16 rt) x (16 pt) int32 tile over n_kt steps of 64 k:
+#   a_addr: address of A[i0, 0]; the 16 rt rows from there must be readable (A's allocation is
+#   padded to whole tiles; rows past ``nrows`` are computed and dropped);
+#   w_addr: address of a packed panel; w2_off: bytes from it to the second panel (pt = 2);
+#   c_addr, ldc: C[i0, j0] and the bytes between C rows; nrows, ncols: valid rows / columns
+#   of this tile, the rest of C is not written (edge tiles go through a scratch tile).
+
+
+def _amx_intrinsics(module):
+    p8 = _I8.as_pointer()
+
+    def declare(name, *args):
+        return cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), list(args)), name)
+
+    return dict(load=declare("llvm.x86.tileloadd64", _I8, p8, _I64),
+                store=declare("llvm.x86.tilestored64", _I8, p8, _I64),
+                zero=declare("llvm.x86.tilezero", _I8),
+                dot=declare("llvm.x86.tdpbusd", _I8, _I8, _I8))
+
+
+def _trap(builder):
+    builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.trap"), [])
+
+
+@intrinsic
+def _amx_begin(typingctx):
+    """Configure this thread's tile registers (palette 1, every tile 16 rows x 64 bytes)."""
+    def codegen(context, builder, sig, args):
+        if not AMX_CAPABLE:  # never called then; a trap rather than code LLVM cannot select
+            _trap(builder)
+            return context.get_dummy_value()
+        config = [0] * 64
+        config[0] = 1  # palette
+        for t in range(8):
+            config[16 + 2 * t] = 64  # bytes per row
+            config[48 + t] = 16  # rows
+        slot = cgutils.alloca_once(builder, ir.ArrayType(_I8, 64))
+        builder.store(ir.Constant(ir.ArrayType(_I8, 64), config), slot)
+        ldtilecfg = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [_I8.as_pointer()]), "llvm.x86.ldtilecfg")
+        builder.call(ldtilecfg, [builder.bitcast(slot, _I8.as_pointer())])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def _amx_end(typingctx):
+    """Release this thread's tile state (so that context switches stop saving 8 KiB of it)."""
+    def codegen(context, builder, sig, args):
+        if AMX_CAPABLE:
+            builder.call(cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.tilerelease"), [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+def _make_amx_kernel(rt, pt):
+    def codegen(context, builder, sig, args):
+        a_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols = args
+        if not AMX_CAPABLE:
+            _trap(builder)
+            return context.get_dummy_value()
+        amx = _amx_intrinsics(builder.module)
+        p8 = _I8.as_pointer()
+
+        def c64(x):
+            return ir.Constant(_I64, x)
+
+        def tile(t):
+            return ir.Constant(_I8, t)
+
+        def ptr(addr):
+            return builder.inttoptr(addr, p8)
+
+        for r in range(rt):
+            for q in range(pt):
+                builder.call(amx["zero"], [tile(2 * r + q)])
+        a_rows = [builder.add(a_addr, builder.mul(lda, c64(16 * r))) for r in range(rt)]
+        panels = [w_addr, builder.add(w_addr, w2_off)][:pt]
+        with cgutils.for_range(builder, n_kt) as loop:
+            ka = builder.mul(loop.index, c64(64))
+            kw = builder.mul(loop.index, c64(16 * 64))
+            for r in range(rt):
+                builder.call(amx["load"], [tile(4 + r), ptr(builder.add(a_rows[r], ka)), lda])
+            for q in range(pt):
+                builder.call(amx["load"], [tile(6 + q), ptr(builder.add(panels[q], kw)), c64(64)])
+            for r in range(rt):
+                for q in range(pt):
+                    builder.call(amx["dot"], [tile(2 * r + q), tile(4 + r), tile(6 + q)])
+
+        vector = ir.VectorType(_I32, 16)
+        masked_store = builder.module.declare_intrinsic(
+            "llvm.masked.store.v16i32.p0", fnty=ir.FunctionType(
+                ir.VoidType(), [vector, vector.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 16)]))
+        scratch = cgutils.alloca_once(builder, ir.ArrayType(_I32, 256))
+        scratch_addr = builder.ptrtoint(scratch, _I64)
+        lane = ir.Constant(ir.VectorType(_I64, 16), list(range(16)))
+        for r in range(rt):
+            for q in range(pt):
+                rows = builder.sub(nrows, c64(16 * r))
+                cols = builder.sub(ncols, c64(16 * q))
+                c_tile = builder.add(c_addr, builder.add(builder.mul(ldc, c64(16 * r)), c64(64 * q)))
+                full = builder.and_(builder.icmp_signed(">=", rows, c64(16)),
+                                    builder.icmp_signed(">=", cols, c64(16)))
+                some = builder.and_(builder.icmp_signed(">", rows, c64(0)),
+                                    builder.icmp_signed(">", cols, c64(0)))
+                with builder.if_else(full) as (whole, edge):
+                    with whole:
+                        builder.call(amx["store"], [tile(2 * r + q), ptr(c_tile), ldc])
+                    with edge:
+                        with builder.if_then(some):
+                            builder.call(amx["store"], [tile(2 * r + q), ptr(scratch_addr), c64(64)])
+                            limit = builder.select(builder.icmp_signed("<", cols, c64(16)), cols, c64(16))
+                            splat = builder.shuffle_vector(
+                                builder.insert_element(ir.Constant(ir.VectorType(_I64, 16), ir.Undefined), limit,
+                                                       ir.Constant(_I32, 0)),
+                                ir.Constant(ir.VectorType(_I64, 16), ir.Undefined),
+                                ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
+                            mask = builder.icmp_signed(">", splat, lane)
+                            n_rows = builder.select(builder.icmp_signed("<", rows, c64(16)), rows, c64(16))
+                            with cgutils.for_range(builder, n_rows) as row:
+                                src = builder.inttoptr(builder.add(scratch_addr, builder.mul(row.index, c64(64))),
+                                                       vector.as_pointer())
+                                dst = builder.inttoptr(builder.add(c_tile, builder.mul(row.index, ldc)),
+                                                       vector.as_pointer())
+                                builder.call(masked_store, [builder.load(src, align=4), dst,
+                                                            ir.Constant(_I32, 4), mask])
+        return context.get_dummy_value()
+
+    def kernel(typingctx, a_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols):
+        args = (a_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols)
+        if not all(isinstance(t, types.Integer) for t in args):
+            return None
+        return types.void(*([types.int64] * 9)), codegen
+
+    kernel.__name__ = kernel.__qualname__ = f"_amx_u8s8_{16 * rt}x{16 * pt}"
+    return intrinsic(kernel)
+
+
+_amx_u8s8_2x2 = _make_amx_kernel(2, 2)
+_amx_u8s8_2x1 = _make_amx_kernel(2, 1)
+_amx_u8s8_1x2 = _make_amx_kernel(1, 2)
+_amx_u8s8_1x1 = _make_amx_kernel(1, 1)
+MR_AMX = 32
+"""Rows of ``A`` per AMX micro-kernel call (two 16-row tiles)."""
+
+
 # Serial block drivers: rows [i0, i1) x panels [p0, p1), rows taken mb at a time so that those
 # rows of A stay in L2 while every weight panel (L1-sized for K <= 1536) passes over them.
 # All addresses and strides are in bytes; ``panel_bytes`` = n_groups * 64.
@@ -547,6 +752,38 @@ def _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1,
 
 
 @njit(**_JIT)
+def _u8s8_amx_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb):
+    """``_u8s8_block`` on the AMX tiles: panels two at a time, rows 32 at a time (K % 64 == 0)."""
+    panel_bytes = n_groups * 64
+    n_kt = n_groups // 16
+    _amx_begin()
+    for i in range(i0, i1, MR_AMX):
+        rows = min(MR_AMX, i1 - i)
+        ai = a_addr + i * lda
+        for p in range(p0, p1, 2):
+            pair = p + 1 < p1
+            ncols = min(2 * PANEL if pair else PANEL, n - p * PANEL)
+            wp = w_addr + p * panel_bytes
+            cp = c_addr + p * (PANEL * 4)
+            ci = cp + i * ldc
+            if rows > 16:
+                if pair:
+                    _amx_u8s8_2x2(ai, lda, wp, n_kt, panel_bytes, ci, ldc, rows, ncols)
+                else:
+                    _amx_u8s8_2x1(ai, lda, wp, n_kt, panel_bytes, ci, ldc, rows, ncols)
+            elif pair:
+                _amx_u8s8_1x2(ai, lda, wp, n_kt, panel_bytes, ci, ldc, rows, ncols)
+            else:
+                _amx_u8s8_1x1(ai, lda, wp, n_kt, panel_bytes, ci, ldc, rows, ncols)
+            if epi_addr != 0:  # while this tile of C is still in L1
+                _dequantize_strip_u8s8(cp, ldc, min(PANEL, n - p * PANEL), epi_addr, i, i + rows, p * PANEL)
+                if pair:
+                    _dequantize_strip_u8s8(cp + PANEL * 4, ldc, min(PANEL, n - (p + 1) * PANEL), epi_addr,
+                                           i, i + rows, (p + 1) * PANEL)
+    _amx_end()
+
+
+@njit(**_JIT)
 def _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb):
     panel_bytes = n_groups * 64
     for r0 in range(i0, i1, mb):
@@ -580,14 +817,18 @@ def _s16s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1
 
 
 @njit(parallel=True, **_JIT)
-def _u8s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels, pb, mb):
+def _u8s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels, pb, mb, amx):
     n_rt = (m + rb - 1) // rb
     n_pt = (n_panels + pb - 1) // pb
     for t in prange(n_rt * n_pt):
         r = t // n_pt
         q = t - r * n_pt
-        _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, r * rb, min(m, r * rb + rb),
-                    q * pb, min(n_panels, q * pb + pb), mb)
+        if amx:
+            _u8s8_amx_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, r * rb, min(m, r * rb + rb),
+                            q * pb, min(n_panels, q * pb + pb), mb)
+        else:
+            _u8s8_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, r * rb, min(m, r * rb + rb),
+                        q * pb, min(n_panels, q * pb + pb), mb)
 
 
 @njit(parallel=True, **_JIT)
@@ -602,17 +843,23 @@ def _s16s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, 
 
 
 @njit(**_JIT)
-def _u8s8_run(a, packed, n, c_addr, ldc, threads, epi):
-    m = a.shape[0]
+def _u8s8_run(a, m, packed, n, c_addr, ldc, threads, epi, amx):
+    """Rows [0, m) of ``a`` (with ``amx``, ``a`` holds whole 16-row tiles past them)."""
     n_panels, n_groups = packed.shape[0], packed.shape[1]
     lda = a.strides[0]
-    rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR_VNNI)
+    rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR_AMX if amx else MR_VNNI)
+    if amx:
+        pb += pb & 1  # whole panel pairs per task
     epi_addr = address(epi) if epi.shape[0] else 0  # (epi is the caller's: alive until we return)
     if par:
         _u8s8_parallel(address(a), lda, address(packed), n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels,
-                         pb, mb)
+                       pb, mb, amx)
+    elif amx:
+        _u8s8_amx_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, epi_addr, 0, m, 0, n_panels,
+                        mb)
     else:
         _u8s8_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, epi_addr, 0, m, 0, n_panels, mb)
+    keep_alive(a)
 
 
 @njit(**_JIT)
@@ -630,21 +877,26 @@ def _s16s8_run(a, packed, n, c_addr, ldc, threads, epi):
 
 
 @njit(**_JIT)
-def _u8s8_entry(a, packed, n, out, threads, epi):
-    """a: C-contiguous uint8 (M, K); out: int32 (M, n), any strides (unit column stride with an
-    epilogue descriptor ``epi``; empty ``epi``: the raw int32 product)."""
-    m, k = a.shape
+def _u8s8_entry(a, packed, n, out, threads, epi, amx):
+    """a: C-contiguous uint8 (M', K) whose first M = out.shape[0] rows are the product's (M' >= M:
+    rows past M are padding, read by the AMX tiles and dropped); out: int32 (M, n), any strides
+    (unit column stride with an epilogue descriptor ``epi``; empty ``epi``: the raw int32
+    product); ``amx``: use the AMX tiles where K allows (K % 64 == 0)."""
+    m = out.shape[0]
+    k = a.shape[1]
     kp = packed.shape[1] * KG_U8S8
-    if kp != k:  # K tail: a zero-padded copy, so that 4-byte group loads stay inside A
-        ap = np.zeros((m, kp), dtype=np.uint8)
-        ap[:, :k] = a
+    amx = amx and k % 64 == 0
+    rows = (m + 15) // 16 * 16 if amx else m
+    if kp != k or a.shape[0] < rows:  # K tail or A short of whole tiles: a zero-padded copy
+        ap = np.zeros((rows, kp), dtype=np.uint8)
+        ap[:m, :k] = a[:m]
     else:
         ap = a
     if out.strides[1] == 4:
-        _u8s8_run(ap, packed, n, address(out), out.strides[0], threads, epi)
+        _u8s8_run(ap, m, packed, n, address(out), out.strides[0], threads, epi, amx)
     else:
         tmp = np.empty((m, n), dtype=np.int32)
-        _u8s8_run(ap, packed, n, address(tmp), n * 4, threads, epi)
+        _u8s8_run(ap, m, packed, n, address(tmp), n * 4, threads, epi, amx)
         out[:, :] = tmp
 
 
@@ -785,10 +1037,11 @@ def _portable_s16s8_entry(a, packed, n, out, threads):
 _NO_EPILOGUE = np.empty(0, dtype=np.int64)
 
 
-def _threads(m, n, k):
+def _threads(m, n, k, amx=False):
     # the serial/parallel choice is made here (threads=1: serial); asking numba for its thread
     # count costs ~1 us, so only when the product is big enough to use threads
-    return numba.get_num_threads() if m * n * k >= PARALLEL_MIN_OPS and may_run_parallel() else 1
+    least = PARALLEL_MIN_OPS_AMX if amx and k % 64 == 0 else PARALLEL_MIN_OPS
+    return numba.get_num_threads() if m * n * k >= least and may_run_parallel() else 1
 
 
 def _gemm(a, packed, n, out, entry, portable):
@@ -796,7 +1049,9 @@ def _gemm(a, packed, n, out, entry, portable):
         a = np.ascontiguousarray(a)
     m, k = a.shape
     if m and n:
-        if _use_avx2:
+        if entry is _u8s8_entry and _use_avx2:
+            entry(a, packed, n, out, _threads(m, n, k, _use_amx), _NO_EPILOGUE, _use_amx)
+        elif _use_avx2:
             entry(a, packed, n, out, _threads(m, n, k), _NO_EPILOGUE)
         else:
             portable(a, packed, n, out, _threads(m, n, k))
@@ -919,10 +1174,10 @@ def _check_linear(x, mask, packed, n, out, columns, w_dtype, kg, name, bias=None
 
 @njit(**_JIT)
 def _u8s8_linear_entry(x, mask, packed, n, out, threads, quantize_chunk, col_scale, col_sum, outlier_index,
-                       outlier_weight, bias):
+                       outlier_weight, bias, amx):
     """out: the int32 view of the float32 result (unit column stride); see :func:`linear_u8s8`."""
     m, k = x.shape
-    codes = np.empty((m, k), dtype=np.uint8)
+    codes = np.empty(((m + 15) // 16 * 16, k), dtype=np.uint8)  # whole AMX tiles; the tail rows are dropped
     scale = np.empty(m, dtype=np.float32)
     zero = np.empty(m, dtype=np.int32)
     if quantize_chunk:
@@ -930,7 +1185,7 @@ def _u8s8_linear_entry(x, mask, packed, n, out, threads, quantize_chunk, col_sca
     else:
         quant_jit._quantize_u8_rows(x, mask, codes, scale, zero, 0, m)
     epi = _descriptor(x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight, bias)
-    _u8s8_entry(codes, packed, n, out, threads, epi)
+    _u8s8_entry(codes, packed, n, out, threads, epi, amx)
     keep_alive(scale)
     keep_alive(zero)
     keep_alive(bias)
@@ -964,7 +1219,7 @@ def _linear(x, mask, max_code, packed, n, out, columns, bias=None):
         return out
     if x.strides[1] != 4:
         x = np.ascontiguousarray(x)
-    threads = _threads(m, n, k)
+    threads = _threads(m, n, k, max_code is None and _use_amx)
     chunk = quant_jit._chunk(m, k)
     direct = out.strides[1] == 4
     acc = out.view(np.int32) if direct else np.empty((m, n), np.int32)
@@ -989,7 +1244,7 @@ def _linear(x, mask, max_code, packed, n, out, columns, bias=None):
         padded[:n] = bias
     if max_code is None:
         _u8s8_linear_entry(x, mask, packed, n, acc, threads, chunk, columns._col_scale, columns._col_sum,
-                           columns.outlier_index, columns._outlier_weight, padded)
+                           columns.outlier_index, columns._outlier_weight, padded, _use_amx)
     else:
         _s16s8_linear_entry(x, mask, int(max_code), packed, n, acc, threads, chunk, columns._col_scale,
                             columns.outlier_index, columns._outlier_weight, padded)

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from minilm_np.kernels import int8_gemm as g
 
-IMPLS = [pytest.param(True, id="avx2", marks=pytest.mark.skipif(not g.HAVE_AVX2, reason="no AVX2")),
-         pytest.param(False, id="portable")]
+IMPLS = [pytest.param((True, True), id="amx", marks=pytest.mark.skipif(not g.HAVE_AMX, reason="no AMX")),
+         pytest.param((True, False), id="avx2", marks=pytest.mark.skipif(not g.HAVE_AVX2, reason="no AVX2")),
+         pytest.param((False, False), id="portable")]
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 GUARD = -0x5A5A5A5A
 
@@ -32,16 +33,17 @@ KINDS = {
 
 @pytest.fixture(params=IMPLS)
 def impl(request):
-    previous = g.select(request.param)
-    assert g.using_avx2() is request.param
+    previous = g.select(*request.param)
+    assert (g.using_avx2(), g.using_amx()) == request.param
     yield request.param
-    g.select(previous)
+    g.select(*previous)
 
 
 @pytest.fixture
 def force_parallel(monkeypatch):
     """Run every product through the parallel driver, on at least two threads."""
     monkeypatch.setattr(g, "PARALLEL_MIN_OPS", 0)
+    monkeypatch.setattr(g, "PARALLEL_MIN_OPS_AMX", 0)
     threads = numba.get_num_threads()
     numba.set_num_threads(max(2, min(threads, numba.config.NUMBA_NUM_THREADS)))
     yield
@@ -90,13 +92,15 @@ def run_case(kind, a, w, out=None):
     return got
 
 
+K_SMALL = st.one_of(st.integers(1, 200), st.sampled_from([64, 128, 192]))
+"""Reduction lengths; multiples of 64 are the ones the AMX tiles take (others use the vector kernels)."""
 PATTERNS = st.sampled_from(["random", "random", "random", "max", "min", "neg127", "zero", "extremes"])
 
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
 @HYP
 @given(m=st.one_of(st.integers(1, 9), st.sampled_from([16, 17, 31, 33])),
-       k=st.integers(1, 200), n=st.integers(1, 70), pattern=PATTERNS, seed=st.integers(0, 2**32 - 1))
+       k=K_SMALL, n=st.integers(1, 70), pattern=PATTERNS, seed=st.integers(0, 2**32 - 1))
 def test_exact_small_shapes(impl, kind, m, k, n, pattern, seed):
     a, w = draw_operands(kind, m, k, n, pattern, seed)
     run_case(kind, a, w)
@@ -104,8 +108,8 @@ def test_exact_small_shapes(impl, kind, m, k, n, pattern, seed):
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(m=st.integers(1, 40), k=st.integers(1, 100), n=st.integers(1, 90), pattern=PATTERNS,
-       seed=st.integers(0, 2**32 - 1))
+@given(m=st.integers(1, 40), k=st.one_of(st.integers(1, 100), st.sampled_from([64, 128])), n=st.integers(1, 90),
+       pattern=PATTERNS, seed=st.integers(0, 2**32 - 1))
 def test_exact_parallel_driver(impl, force_parallel, kind, m, k, n, pattern, seed):
     a, w = draw_operands(kind, m, k, n, pattern, seed)
     run_case(kind, a, w)
@@ -113,7 +117,7 @@ def test_exact_parallel_driver(impl, force_parallel, kind, m, k, n, pattern, see
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
 @HYP
-@given(m=st.integers(1, 13), k=st.integers(1, 90), n=st.integers(1, 50),
+@given(m=st.integers(1, 13), k=st.one_of(st.integers(1, 90), st.just(64)), n=st.integers(1, 50),
        pad=st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 20), st.integers(0, 3)),
        row_step=st.sampled_from([1, 2]), seed=st.integers(0, 2**32 - 1))
 def test_out_view_guard_never_written(impl, kind, m, k, n, pad, row_step, seed):
@@ -218,7 +222,7 @@ def linear_case(kind, m, k, n, n_outliers, seed, out=None):
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
 @HYP
-@given(m=st.one_of(st.integers(1, 9), st.sampled_from([16, 17, 31, 33])), k=st.integers(1, 200),
+@given(m=st.one_of(st.integers(1, 9), st.sampled_from([16, 17, 31, 33])), k=K_SMALL,
        n=st.integers(1, 70), n_outliers=st.integers(0, 5), seed=st.integers(0, 2**32 - 1))
 def test_linear_matches_its_numpy_twin_bitwise(impl, kind, m, k, n, n_outliers, seed):
     linear_case(kind, m, k, n, n_outliers, seed)
@@ -226,8 +230,8 @@ def test_linear_matches_its_numpy_twin_bitwise(impl, kind, m, k, n, n_outliers, 
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(m=st.integers(1, 300), k=st.integers(1, 400), n=st.integers(1, 90), n_outliers=st.integers(0, 4),
-       seed=st.integers(0, 2**32 - 1))
+@given(m=st.integers(1, 300), k=st.one_of(st.integers(1, 400), st.sampled_from([64, 192, 384])),
+       n=st.integers(1, 90), n_outliers=st.integers(0, 4), seed=st.integers(0, 2**32 - 1))
 def test_linear_parallel_driver(impl, force_parallel, kind, m, k, n, n_outliers, seed):
     linear_case(kind, m, k, n, n_outliers, seed)
 
@@ -318,16 +322,20 @@ def test_argument_errors():
 
 
 def test_select():
-    assert isinstance(g.HAVE_AVX2, bool)
+    assert isinstance(g.HAVE_AVX2, bool) and isinstance(g.HAVE_AMX, bool)
     previous = g.select(False)
     try:
-        assert g.using_avx2() is False
+        assert g.using_avx2() is False and g.using_amx() is False
         g.select(True)
         assert g.using_avx2() is g.HAVE_AVX2  # never turns AVX2 on where it is missing
+        g.select(True, True)
+        assert g.using_amx() is g.HAVE_AMX  # nor AMX
+        g.select(False, True)
+        assert g.using_amx() is False  # AMX only with the AVX2 kernels
         g.select(None)
-        assert g.using_avx2() is g.HAVE_AVX2
+        assert g.using_avx2() is g.HAVE_AVX2 and g.using_amx() is g.HAVE_AMX
     finally:
-        g.select(previous)
+        g.select(*previous)
 
 
 def test_import_without_avx2_falls_back():
