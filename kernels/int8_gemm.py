@@ -566,11 +566,11 @@ _k_s16s8_1 = _make_kernel(1, "s16s8")
 #
 # kernel(a_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols) computes a
 # (16 rt) x (16 pt) int32 tile over n_kt steps of 64 k:
-#   a_addr: address of A[i0, 0]; the 16 rt rows from there must be readable (A's allocation is
-#   padded to whole tiles; rows past ``nrows`` are computed and dropped);
+#   a_addr: address of A[i0, 0]; each row tile reads (and writes) the rows ``_amx_begin``
+#   configured for it, ``nrows`` in all;
 #   w_addr: address of a packed panel; w2_off: bytes from it to the second panel (pt = 2);
-#   c_addr, ldc: C[i0, j0] and the bytes between C rows; nrows, ncols: valid rows / columns
-#   of this tile, the rest of C is not written (edge tiles go through a scratch tile).
+#   c_addr, ldc: C[i0, j0] and the bytes between C rows; ncols: valid columns of this tile,
+#   the rest of C is not written (a column-edge tile goes through a scratch tile).
 
 
 def _amx_intrinsics(module):
@@ -590,8 +590,11 @@ def _trap(builder):
 
 
 @intrinsic
-def _amx_begin(typingctx):
-    """Configure this thread's tile registers (palette 1, every tile 16 rows x 64 bytes)."""
+def _amx_begin(typingctx, rows0, rows1):
+    """Configure this thread's tile registers (palette 1, 64 bytes a row): the first row tile of
+    results and ``A`` (tmm0, tmm1, tmm4) ``rows0`` rows, the second (tmm2, tmm3, tmm5) ``rows1``,
+    the weights (tmm6, tmm7) 16.  Loads and stores of a tile touch only its configured rows, so
+    an ``M`` edge needs neither padding nor a scratch tile."""
     def codegen(context, builder, sig, args):
         if not AMX_CAPABLE:  # never called then; a trap rather than code LLVM cannot select
             _trap(builder)
@@ -603,12 +606,15 @@ def _amx_begin(typingctx):
             config[48 + t] = 16  # rows
         slot = cgutils.alloca_once(builder, ir.ArrayType(_I8, 64))
         builder.store(ir.Constant(ir.ArrayType(_I8, 64), config), slot)
+        for tiles, rows in (((0, 1, 4), args[0]), ((2, 3, 5), args[1])):
+            for t in tiles:
+                builder.store(builder.trunc(rows, _I8), cgutils.gep(builder, slot, 0, 48 + t))
         ldtilecfg = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ir.VoidType(), [_I8.as_pointer()]), "llvm.x86.ldtilecfg")
         builder.call(ldtilecfg, [builder.bitcast(slot, _I8.as_pointer())])
         return context.get_dummy_value()
 
-    return types.void(), codegen
+    return types.void(types.int64, types.int64), codegen
 
 
 @intrinsic
@@ -669,8 +675,7 @@ def _make_amx_kernel(rt, pt):
                 rows = builder.sub(nrows, c64(16 * r))
                 cols = builder.sub(ncols, c64(16 * q))
                 c_tile = builder.add(c_addr, builder.add(builder.mul(ldc, c64(16 * r)), c64(64 * q)))
-                full = builder.and_(builder.icmp_signed(">=", rows, c64(16)),
-                                    builder.icmp_signed(">=", cols, c64(16)))
+                full = builder.icmp_signed(">=", cols, c64(16))
                 some = builder.and_(builder.icmp_signed(">", rows, c64(0)),
                                     builder.icmp_signed(">", cols, c64(0)))
                 with builder.if_else(full) as (whole, edge):
@@ -756,9 +761,11 @@ def _u8s8_amx_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0,
     """``_u8s8_block`` on the AMX tiles: panels two at a time, rows 32 at a time (K % 64 == 0)."""
     panel_bytes = n_groups * 64
     n_kt = n_groups // 16
-    _amx_begin()
+    _amx_begin(16, 16)
     for i in range(i0, i1, MR_AMX):
         rows = min(MR_AMX, i1 - i)
+        if rows < MR_AMX:  # the last rows: tiles of exactly those rows
+            _amx_begin(min(rows, 16), max(rows - 16, 16 * (rows <= 16)))
         ai = a_addr + i * lda
         for p in range(p0, p1, 2):
             pair = p + 1 < p1
@@ -843,8 +850,8 @@ def _s16s8_parallel(a_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, 
 
 
 @njit(**_JIT)
-def _u8s8_run(a, m, packed, n, c_addr, ldc, threads, epi, amx):
-    """Rows [0, m) of ``a`` (with ``amx``, ``a`` holds whole 16-row tiles past them)."""
+def _u8s8_run(a, packed, n, c_addr, ldc, threads, epi, amx):
+    m = a.shape[0]
     n_panels, n_groups = packed.shape[0], packed.shape[1]
     lda = a.strides[0]
     rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR_AMX if amx else MR_VNNI)
@@ -859,7 +866,6 @@ def _u8s8_run(a, m, packed, n, c_addr, ldc, threads, epi, amx):
                         mb)
     else:
         _u8s8_block(address(a), lda, address(packed), n_groups, c_addr, ldc, n, epi_addr, 0, m, 0, n_panels, mb)
-    keep_alive(a)
 
 
 @njit(**_JIT)
@@ -878,25 +884,22 @@ def _s16s8_run(a, packed, n, c_addr, ldc, threads, epi):
 
 @njit(**_JIT)
 def _u8s8_entry(a, packed, n, out, threads, epi, amx):
-    """a: C-contiguous uint8 (M', K) whose first M = out.shape[0] rows are the product's (M' >= M:
-    rows past M are padding, read by the AMX tiles and dropped); out: int32 (M, n), any strides
-    (unit column stride with an epilogue descriptor ``epi``; empty ``epi``: the raw int32
-    product); ``amx``: use the AMX tiles where K allows (K % 64 == 0)."""
-    m = out.shape[0]
-    k = a.shape[1]
+    """a: C-contiguous uint8 (M, K); out: int32 (M, n), any strides (unit column stride with an
+    epilogue descriptor ``epi``; empty ``epi``: the raw int32 product); ``amx``: use the AMX
+    tiles where K allows (K % 64 == 0)."""
+    m, k = a.shape
     kp = packed.shape[1] * KG_U8S8
     amx = amx and k % 64 == 0
-    rows = (m + 15) // 16 * 16 if amx else m
-    if kp != k or a.shape[0] < rows:  # K tail or A short of whole tiles: a zero-padded copy
-        ap = np.zeros((rows, kp), dtype=np.uint8)
-        ap[:m, :k] = a[:m]
+    if kp != k:  # K tail: a zero-padded copy, so that 4-byte group loads stay inside A
+        ap = np.zeros((m, kp), dtype=np.uint8)
+        ap[:, :k] = a
     else:
         ap = a
     if out.strides[1] == 4:
-        _u8s8_run(ap, m, packed, n, address(out), out.strides[0], threads, epi, amx)
+        _u8s8_run(ap, packed, n, address(out), out.strides[0], threads, epi, amx)
     else:
         tmp = np.empty((m, n), dtype=np.int32)
-        _u8s8_run(ap, m, packed, n, address(tmp), n * 4, threads, epi, amx)
+        _u8s8_run(ap, packed, n, address(tmp), n * 4, threads, epi, amx)
         out[:, :] = tmp
 
 
@@ -1177,7 +1180,7 @@ def _u8s8_linear_entry(x, mask, packed, n, out, threads, quantize_chunk, col_sca
                        outlier_weight, bias, amx):
     """out: the int32 view of the float32 result (unit column stride); see :func:`linear_u8s8`."""
     m, k = x.shape
-    codes = np.empty(((m + 15) // 16 * 16, k), dtype=np.uint8)  # whole AMX tiles; the tail rows are dropped
+    codes = np.empty((m, k), dtype=np.uint8)
     scale = np.empty(m, dtype=np.float32)
     zero = np.empty(m, dtype=np.int32)
     if quantize_chunk:
