@@ -62,6 +62,13 @@ written in LLVM IR through ``numba.extending.intrinsic``.  Without it -- or afte
 exact and identical in result.  The numpy twins ``gemm_*_reference`` (int64 matmul of the
 unpacked weights) are the readable spec.
 
+Where the CPU has AMX-INT8 and Linux grants the tile state (:data:`HAVE_AMX`), u8s8 products
+with ``K % 64 == 0`` run on the AMX tile unit instead: ``tdpbusd`` multiplies a 16-row x 64-byte
+tile of ``A`` by 16 consecutive groups of a packed panel (the packed layout is the tile unit's
+own ``B`` layout) into a 16 x 16 int32 tile, four such tiles per micro-kernel call (32 rows x
+two panels).  Same exact int32 results; ``select(amx=False)`` or ``$MINILM_NP_AMX=0`` keeps the
+vector kernels.
+
 Large products run on numba's thread pool (``prange`` over blocks of rows and column panels);
 products under :data:`PARALLEL_MIN_OPS` multiply-adds (one sentence) stay on the calling thread.
 """
@@ -719,6 +726,90 @@ MR_AMX = 32
 """Rows of ``A`` per AMX micro-kernel call (two 16-row tiles)."""
 
 
+def _make_amx_s16_kernel(pt):
+    """int16 ``A`` on the byte tile unit: ``A = 256 hi + lo`` with ``lo = A & 255`` (u8) and
+    ``hi = A >> 8`` (s8), ``C = 256 (hi . W) + lo . W``, exact in int32 like the vector kernels.
+
+    kernel(lo_addr, hi_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols): one row tile
+    (``_amx_begin(rows, rows)``) x ``pt`` panels; tmm0-1 ``lo . W``, tmm2-3 ``hi . W``, tmm4
+    ``lo``, tmm5 ``hi``, tmm6-7 the weights; the halves meet in a scratch tile.
+    """
+    def codegen(context, builder, sig, args):
+        lo_addr, hi_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols = args
+        if not AMX_CAPABLE:
+            _trap(builder)
+            return context.get_dummy_value()
+        amx = _amx_intrinsics(builder.module)
+        p8 = _I8.as_pointer()
+        dot_ss = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [_I8, _I8, _I8]), "llvm.x86.tdpbssd")
+
+        def c64(x):
+            return ir.Constant(_I64, x)
+
+        def tile(t):
+            return ir.Constant(_I8, t)
+
+        def ptr(addr):
+            return builder.inttoptr(addr, p8)
+
+        for t in range(2 * pt):
+            builder.call(amx["zero"], [tile(t if t < pt else 2 + t - pt)])
+        panels = [w_addr, builder.add(w_addr, w2_off)][:pt]
+        with cgutils.for_range(builder, n_kt) as loop:
+            ka = builder.mul(loop.index, c64(64))
+            kw = builder.mul(loop.index, c64(16 * 64))
+            builder.call(amx["load"], [tile(4), ptr(builder.add(lo_addr, ka)), lda])
+            builder.call(amx["load"], [tile(5), ptr(builder.add(hi_addr, ka)), lda])
+            for q in range(pt):
+                builder.call(amx["load"], [tile(6 + q), ptr(builder.add(panels[q], kw)), c64(64)])
+            for q in range(pt):
+                builder.call(amx["dot"], [tile(q), tile(4), tile(6 + q)])
+                builder.call(dot_ss, [tile(2 + q), tile(5), tile(6 + q)])
+
+        vector = ir.VectorType(_I32, 16)
+        masked_store = builder.module.declare_intrinsic(
+            "llvm.masked.store.v16i32.p0", fnty=ir.FunctionType(
+                ir.VoidType(), [vector, vector.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 16)]))
+        scratch_lo = builder.ptrtoint(cgutils.alloca_once(builder, ir.ArrayType(_I32, 256)), _I64)
+        scratch_hi = builder.ptrtoint(cgutils.alloca_once(builder, ir.ArrayType(_I32, 256)), _I64)
+        lane = ir.Constant(ir.VectorType(_I64, 16), list(range(16)))
+        eight = ir.Constant(vector, [8] * 16)
+        n_rows = builder.select(builder.icmp_signed("<", nrows, c64(16)), nrows, c64(16))
+        for q in range(pt):
+            cols = builder.sub(ncols, c64(16 * q))
+            with builder.if_then(builder.icmp_signed(">", cols, c64(0))):
+                c_tile = builder.add(c_addr, c64(64 * q))
+                builder.call(amx["store"], [tile(q), ptr(scratch_lo), c64(64)])
+                builder.call(amx["store"], [tile(2 + q), ptr(scratch_hi), c64(64)])
+                limit = builder.select(builder.icmp_signed("<", cols, c64(16)), cols, c64(16))
+                undef64 = ir.Constant(ir.VectorType(_I64, 16), ir.Undefined)
+                splat = builder.shuffle_vector(builder.insert_element(undef64, limit, ir.Constant(_I32, 0)),
+                                               undef64, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
+                mask = builder.icmp_signed(">", splat, lane)
+                with cgutils.for_range(builder, n_rows) as row:
+                    off = builder.mul(row.index, c64(64))
+                    lo = builder.load(builder.inttoptr(builder.add(scratch_lo, off), vector.as_pointer()), align=4)
+                    hi = builder.load(builder.inttoptr(builder.add(scratch_hi, off), vector.as_pointer()), align=4)
+                    dst = builder.inttoptr(builder.add(c_tile, builder.mul(row.index, ldc)), vector.as_pointer())
+                    builder.call(masked_store, [builder.add(builder.shl(hi, eight), lo), dst, ir.Constant(_I32, 4),
+                                                mask])
+        return context.get_dummy_value()
+
+    def kernel(typingctx, lo_addr, hi_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols):
+        args = (lo_addr, hi_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols)
+        if not all(isinstance(t, types.Integer) for t in args):
+            return None
+        return types.void(*([types.int64] * 10)), codegen
+
+    kernel.__name__ = kernel.__qualname__ = f"_amx_s16s8_16x{16 * pt}"
+    return intrinsic(kernel)
+
+
+_amx_s16s8_1x2 = _make_amx_s16_kernel(2)
+_amx_s16s8_1x1 = _make_amx_s16_kernel(1)
+
+
 # Serial block drivers: rows [i0, i1) x panels [p0, p1), rows taken mb at a time so that those
 # rows of A stay in L2 while every weight panel (L1-sized for K <= 1536) passes over them.
 # All addresses and strides are in bytes; ``panel_bytes`` = n_groups * 64.
@@ -788,6 +879,72 @@ def _u8s8_amx_block(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0,
                     _dequantize_strip_u8s8(cp + PANEL * 4, ldc, min(PANEL, n - (p + 1) * PANEL), epi_addr,
                                            i, i + rows, (p + 1) * PANEL)
     _amx_end()
+
+
+@njit(**_JIT)
+def _s16s8_amx_block(lo_addr, hi_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1):
+    """``_s16s8_block`` on the AMX tiles, ``A`` split into byte planes, weights packed for u8s8."""
+    panel_bytes = n_groups * 64
+    n_kt = n_groups // 16
+    _amx_begin(16, 16)
+    for i in range(i0, i1, 16):
+        rows = min(16, i1 - i)
+        if rows < 16:
+            _amx_begin(rows, rows)
+        for p in range(p0, p1, 2):
+            pair = p + 1 < p1
+            ncols = min(2 * PANEL if pair else PANEL, n - p * PANEL)
+            wp = w_addr + p * panel_bytes
+            cp = c_addr + p * (PANEL * 4)
+            if pair:
+                _amx_s16s8_1x2(lo_addr + i * lda, hi_addr + i * lda, lda, wp, n_kt, panel_bytes, cp + i * ldc, ldc,
+                               rows, ncols)
+            else:
+                _amx_s16s8_1x1(lo_addr + i * lda, hi_addr + i * lda, lda, wp, n_kt, panel_bytes, cp + i * ldc, ldc,
+                               rows, ncols)
+            if epi_addr != 0:  # while this tile of C is still in L1
+                _dequantize_strip_s16s8(cp, ldc, min(PANEL, n - p * PANEL), epi_addr, i, i + rows, p * PANEL)
+                if pair:
+                    _dequantize_strip_s16s8(cp + PANEL * 4, ldc, min(PANEL, n - (p + 1) * PANEL), epi_addr,
+                                            i, i + rows, (p + 1) * PANEL)
+    _amx_end()
+
+
+@njit(parallel=True, **_JIT)
+def _s16s8_amx_parallel(lo_addr, hi_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels, pb):
+    n_rt = (m + rb - 1) // rb
+    n_pt = (n_panels + pb - 1) // pb
+    for t in prange(n_rt * n_pt):
+        r = t // n_pt
+        q = t - r * n_pt
+        _s16s8_amx_block(lo_addr, hi_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, r * rb,
+                         min(m, r * rb + rb), q * pb, min(n_panels, q * pb + pb))
+
+
+@njit(**_JIT)
+def _s16s8_amx_entry(a, packed, n, out, threads, epi):
+    """``_s16s8_entry`` for weights packed by :func:`pack_weights_u8s8` (K % 64 == 0, AMX): ``a``
+    (int16, C-contiguous) split into its low bytes (u8) and high bytes (s8); ``out`` has unit
+    column stride."""
+    m, k = a.shape
+    lo = np.empty((m, k), dtype=np.uint8)
+    hi = np.empty((m, k), dtype=np.int8)
+    for i in range(m):
+        for j in range(k):
+            lo[i, j] = np.uint8(a[i, j] & 255)
+            hi[i, j] = np.int8(a[i, j] >> 8)
+    n_panels, n_groups = packed.shape[0], packed.shape[1]
+    rb, pb, mb, par = plan_tasks(m, n_panels, k, threads, 16)
+    pb += pb & 1
+    epi_addr = address(epi) if epi.shape[0] else 0
+    if par:
+        _s16s8_amx_parallel(address(lo), address(hi), k, address(packed), n_groups, address(out), out.strides[0],
+                            m, n, epi_addr, rb, n_panels, pb)
+    else:
+        _s16s8_amx_block(address(lo), address(hi), k, address(packed), n_groups, address(out), out.strides[0], n,
+                         epi_addr, 0, m, 0, n_panels)
+    keep_alive(lo)
+    keep_alive(hi)
 
 
 @njit(**_JIT)
@@ -1153,7 +1310,7 @@ class Dequantization:
         self._outlier_weight[:, :n] = self.outlier_weight
 
 
-def _check_linear(x, mask, packed, n, out, columns, w_dtype, kg, name, bias=None):
+def _check_linear(x, mask, packed, n, out, columns, w_dtype, kg, name, bias=None, zero_points=True):
     if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype != np.float32:
         raise TypeError(f"{name}: x must be a 2-D float32 array, got "
                         f"{getattr(x, 'dtype', type(x).__name__)} with shape {np.shape(x)}")
@@ -1166,12 +1323,12 @@ def _check_linear(x, mask, packed, n, out, columns, w_dtype, kg, name, bias=None
         raise ValueError(f"{name}: out must not overlap x")
     if not isinstance(columns, Dequantization) or columns.n != int(n):
         raise ValueError(f"{name}: columns must be a Dequantization of {int(n)} columns")
-    if w_dtype == _INT8 and columns.col_sum is None:
+    if zero_points and columns.col_sum is None:
         raise ValueError(f"{name}: columns need col_sum (u8 codes have per-row zero points)")
     if bias is not None and (not isinstance(bias, np.ndarray) or bias.dtype != np.float32
                              or bias.shape != (int(n),)):
         raise ValueError(f"{name}: bias must be float32 of shape {(int(n),)}")
-    codes = np.empty((0, k), np.uint8 if w_dtype == _INT8 else np.int16)
+    codes = np.empty((0, k), np.uint8 if kg == KG_U8S8 else np.int16)
     _check(codes, packed, n, None, codes.dtype, w_dtype, kg, name)
 
 
@@ -1196,7 +1353,7 @@ def _u8s8_linear_entry(x, mask, packed, n, out, threads, quantize_chunk, col_sca
 
 @njit(**_JIT)
 def _s16s8_linear_entry(x, mask, max_code, packed, n, out, threads, quantize_chunk, col_scale, outlier_index,
-                        outlier_weight, bias):
+                        outlier_weight, bias, split):
     """Same contract as ``_u8s8_linear_entry``, symmetric int16 codes up to ``max_code``."""
     m, k = x.shape
     codes = np.empty((m, k), dtype=np.int16)
@@ -1207,7 +1364,10 @@ def _s16s8_linear_entry(x, mask, max_code, packed, n, out, threads, quantize_chu
         quant_jit._quantize_s16_rows(x, mask, max_code, codes, scale, 0, m)
     # no zero points: the s16s8 strip reads neither ``zero`` nor ``col_sum``
     epi = _descriptor(x, scale, scale, col_scale, col_scale, outlier_index, outlier_weight, bias)
-    _s16s8_entry(codes, packed, n, out, threads, epi)
+    if split:  # int8 weights packed for u8s8: the AMX byte-plane path
+        _s16s8_amx_entry(codes, packed, n, out, threads, epi)
+    else:
+        _s16s8_entry(codes, packed, n, out, threads, epi)
     keep_alive(scale)
     keep_alive(bias)
 
@@ -1222,7 +1382,10 @@ def _linear(x, mask, max_code, packed, n, out, columns, bias=None):
         return out
     if x.strides[1] != 4:
         x = np.ascontiguousarray(x)
-    threads = _threads(m, n, k, max_code is None and _use_amx)
+    split = max_code is not None and packed.dtype == _INT8  # s16 codes, weights packed for u8s8
+    if split and not (_use_amx and k % 64 == 0):  # the vector kernels want the int16 packing
+        packed, split = pack_weights_s16s8(unpack_weights(packed, n, k)), False
+    threads = _threads(m, n, k, (max_code is None or split) and _use_amx)
     chunk = quant_jit._chunk(m, k)
     direct = out.strides[1] == 4
     acc = out.view(np.int32) if direct else np.empty((m, n), np.int32)
@@ -1250,10 +1413,17 @@ def _linear(x, mask, max_code, packed, n, out, columns, bias=None):
                            columns.outlier_index, columns._outlier_weight, padded, _use_amx)
     else:
         _s16s8_linear_entry(x, mask, int(max_code), packed, n, acc, threads, chunk, columns._col_scale,
-                            columns.outlier_index, columns._outlier_weight, padded)
+                            columns.outlier_index, columns._outlier_weight, padded, split)
     if not direct:
         out[...] = acc.view(np.float32)
     return out
+
+
+def _s16s8_packing(packed):
+    """(dtype, group) of the packing ``linear_s16s8`` was handed: int16 pairs, or u8s8's int8 fours."""
+    if getattr(packed, "dtype", None) == _INT8:
+        return _INT8, KG_U8S8
+    return _INT16, KG_S16S8
 
 
 def linear_u8s8(x, mask, packed, n, out, columns, bias=None):
@@ -1292,9 +1462,12 @@ def linear_s16s8(x, mask, max_code, packed, n, out, columns, bias=None):
 
     As :func:`linear_u8s8`, with codes in ``[-max_code, max_code]``
     (``quant.quantize_rows_s16``; keep ``K * max_code * 128 < 2**31``) and ``packed`` from
-    :func:`pack_weights_s16s8`; ``columns.col_sum`` is not used.
+    :func:`pack_weights_s16s8`, or from :func:`pack_weights_u8s8` (on the AMX tiles when
+    :func:`using_amx` and ``K % 64 == 0``: the codes split into byte planes, else repacked at
+    each call); ``columns.col_sum`` is not used.
     """
-    _check_linear(x, mask, packed, n, out, columns, _INT16, KG_S16S8, "linear_s16s8", bias)
+    _check_linear(x, mask, packed, n, out, columns, *_s16s8_packing(packed), "linear_s16s8", bias,
+                  zero_points=False)
     return _linear(x, mask, int(max_code), packed, int(n), out, columns, bias)
 
 
@@ -1326,5 +1499,6 @@ def linear_u8s8_reference(x, mask, packed, n, out, columns, bias=None):
 
 def linear_s16s8_reference(x, mask, max_code, packed, n, out, columns, bias=None):
     """numpy twin of :func:`linear_s16s8`."""
-    _check_linear(x, mask, packed, n, out, columns, _INT16, KG_S16S8, "linear_s16s8_reference", bias)
+    _check_linear(x, mask, packed, n, out, columns, *_s16s8_packing(packed), "linear_s16s8_reference", bias,
+                  zero_points=False)
     return _linear_reference(x, mask, int(max_code), packed, int(n), out, columns, bias)

@@ -240,7 +240,9 @@ class QuantizedLinear:
         if self.backend == "numba" and mode != "w8":
             from .kernels import int8_gemm
 
-            pack = int8_gemm.pack_weights_u8s8 if mode == "w8a8" else int8_gemm.pack_weights_s16s8
+            # w8a16 on the AMX tiles multiplies the codes' two bytes by the u8s8 packing
+            bytes_packed = mode == "w8a8" or (int8_gemm.using_amx() and k % 64 == 0)
+            pack = int8_gemm.pack_weights_u8s8 if bytes_packed else int8_gemm.pack_weights_s16s8
             self._packed = pack(self._qweight)
             release_pages(qweight)  # a mapped file's pages: the packed copy replaces them
             self._max_code = None if mode == "w8a8" else self.s16_max

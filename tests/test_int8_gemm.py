@@ -246,6 +246,33 @@ def test_linear_model_shapes_guarded(impl, kind, m, k, n):
     assert (buf[:, :2] == -7.25).all() and (buf[:, -3:] == -7.25).all()
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=st.integers(1, 70), k=st.sampled_from([64, 128, 384, 40]), n=st.integers(1, 70),
+       n_outliers=st.integers(0, 4), parallel=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_linear_s16s8_on_u8s8_packing(impl, monkeypatch, m, k, n, n_outliers, parallel, seed):
+    """w8a16 layers on AMX hosts hold u8s8-packed weights: the int16 codes' byte planes on the
+    tiles (or, off AMX, a repack) give bitwise the int16-packed result and its numpy twin."""
+    monkeypatch.setattr(g, "PARALLEL_MIN_OPS", 0 if parallel else 1 << 62)
+    monkeypatch.setattr(g, "PARALLEL_MIN_OPS_AMX", 0 if parallel else 1 << 62)
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, k)) * rng.uniform(0.1, 20)).astype(np.float32)
+    w = rng.integers(-128, 128, (n, k)).astype(np.int8)
+    outliers = rng.choice(k, n_outliers, replace=False)
+    mask = np.ones(k, np.float32)
+    mask[outliers] = 0
+    columns = g.Dequantization(rng.random(n).astype(np.float32) / 50, None, outliers,
+                               rng.standard_normal((n_outliers, n)).astype(np.float32))
+    bias = rng.standard_normal(n).astype(np.float32) if seed % 2 else None
+    max_code = min(8191, (2 ** 31 - 1) // (128 * k))
+    got = g.linear_s16s8(x, mask, max_code, g.pack_weights_u8s8(w), n, np.empty((m, n), np.float32), columns, bias)
+    int16_packed = g.linear_s16s8(x, mask, max_code, g.pack_weights_s16s8(w), n, np.empty((m, n), np.float32),
+                                  columns, bias)
+    twin = g.linear_s16s8_reference(x, mask, max_code, g.pack_weights_u8s8(w), n, np.empty((m, n), np.float32),
+                                    columns, bias)
+    np.testing.assert_array_equal(got, int16_packed)
+    np.testing.assert_array_equal(got, twin)
+
+
 def test_linear_column_strided_out(impl):
     m, k, n = 9, 40, 21
     buf = np.full((m, 2 * n), np.float32(-7.25), dtype=np.float32)
@@ -268,8 +295,8 @@ def test_linear_argument_errors():
         g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), g.Dequantization(np.ones(19, np.float32)))
     with pytest.raises(ValueError, match="col_sum"):
         g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), g.Dequantization(np.ones(20, np.float32)))
-    with pytest.raises(TypeError, match="packed must come from"):
-        g.linear_s16s8(x, mask, 2047, packed, 20, np.empty((3, 20), np.float32), columns)
+    with pytest.raises(TypeError, match="packed must come from"):  # (u8s8's packing is accepted too)
+        g.linear_s16s8(x, mask, 2047, packed.astype(np.int32), 20, np.empty((3, 20), np.float32), columns)
     with pytest.raises(ValueError, match=r"bias must be float32 of shape \(20,\)"):
         g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), columns, np.ones(19, np.float32))
 
