@@ -580,16 +580,62 @@ _k_s16s8_1 = _make_kernel(1, "s16s8")
 #   the rest of C is not written (a column-edge tile goes through a scratch tile).
 
 
-def _amx_intrinsics(module):
-    p8 = _I8.as_pointer()
+class _AmxIR:
+    """What the AMX kernels' codegen shares: the tile intrinsics, constants, addresses, and the
+    copy of a scratch tile's rows to C with a column mask."""
 
-    def declare(name, *args):
-        return cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), list(args)), name)
+    def __init__(self, builder):
+        self.builder = builder
+        module = builder.module
+        p8 = _I8.as_pointer()
 
-    return dict(load=declare("llvm.x86.tileloadd64", _I8, p8, _I64),
-                store=declare("llvm.x86.tilestored64", _I8, p8, _I64),
-                zero=declare("llvm.x86.tilezero", _I8),
-                dot=declare("llvm.x86.tdpbusd", _I8, _I8, _I8))
+        def declare(name, *args):
+            return cgutils.get_or_insert_function(module, ir.FunctionType(ir.VoidType(), list(args)), name)
+
+        self.load = declare("llvm.x86.tileloadd64", _I8, p8, _I64)
+        self.store = declare("llvm.x86.tilestored64", _I8, p8, _I64)
+        self.zero = declare("llvm.x86.tilezero", _I8)
+        self.dot_us = declare("llvm.x86.tdpbusd", _I8, _I8, _I8)
+        self.dot_ss = declare("llvm.x86.tdpbssd", _I8, _I8, _I8)
+        self.vector = ir.VectorType(_I32, 16)
+        self.masked_store = module.declare_intrinsic(
+            "llvm.masked.store.v16i32.p0", fnty=ir.FunctionType(
+                ir.VoidType(), [self.vector, self.vector.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 16)]))
+
+    @staticmethod
+    def c64(x):
+        return ir.Constant(_I64, x)
+
+    @staticmethod
+    def tile(t):
+        return ir.Constant(_I8, t)
+
+    def ptr(self, addr):
+        return self.builder.inttoptr(addr, _I8.as_pointer())
+
+    def scratch(self):
+        """Address of a fresh 16 x 16 int32 stack tile (row stride 64 bytes)."""
+        return self.builder.ptrtoint(cgutils.alloca_once(self.builder, ir.ArrayType(_I32, 256)), _I64)
+
+    def scratch_row(self, scratch, row):
+        b = self.builder
+        return b.load(b.inttoptr(b.add(scratch, b.mul(row, self.c64(64))), self.vector.as_pointer()), align=4)
+
+    def store_rows(self, row_value, rows, cols, c_tile, ldc):
+        """Store rows ``[0, min(rows, 16))`` of one 16-column tile to C at ``c_tile`` (row stride
+        ``ldc``), row ``i`` being ``row_value(i)``; lanes at or past ``cols`` are not written."""
+        b, c64 = self.builder, self.c64
+
+        def clamp16(x):
+            return b.select(b.icmp_signed("<", x, c64(16)), x, c64(16))
+
+        undef = ir.Constant(ir.VectorType(_I64, 16), ir.Undefined)
+        limit = b.shuffle_vector(b.insert_element(undef, clamp16(cols), ir.Constant(_I32, 0)), undef,
+                                 ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
+        mask = b.icmp_signed(">", limit, ir.Constant(ir.VectorType(_I64, 16), list(range(16))))
+        with cgutils.for_range(b, clamp16(rows)) as row:
+            dst = b.inttoptr(b.add(c_tile, b.mul(row.index, ldc)), self.vector.as_pointer())
+            b.call(self.masked_store, [row_value(row.index), dst, ir.Constant(_I32, 4), mask])
 
 
 def _trap(builder):
@@ -642,70 +688,39 @@ def _make_amx_kernel(rt, pt):
         if not AMX_CAPABLE:
             _trap(builder)
             return context.get_dummy_value()
-        amx = _amx_intrinsics(builder.module)
-        p8 = _I8.as_pointer()
-
-        def c64(x):
-            return ir.Constant(_I64, x)
-
-        def tile(t):
-            return ir.Constant(_I8, t)
-
-        def ptr(addr):
-            return builder.inttoptr(addr, p8)
+        amx = _AmxIR(builder)
+        c64, tile, ptr = amx.c64, amx.tile, amx.ptr
 
         for r in range(rt):
             for q in range(pt):
-                builder.call(amx["zero"], [tile(2 * r + q)])
+                builder.call(amx.zero, [tile(2 * r + q)])
         a_rows = [builder.add(a_addr, builder.mul(lda, c64(16 * r))) for r in range(rt)]
         panels = [w_addr, builder.add(w_addr, w2_off)][:pt]
         with cgutils.for_range(builder, n_kt) as loop:
             ka = builder.mul(loop.index, c64(64))
             kw = builder.mul(loop.index, c64(16 * 64))
             for r in range(rt):
-                builder.call(amx["load"], [tile(4 + r), ptr(builder.add(a_rows[r], ka)), lda])
+                builder.call(amx.load, [tile(4 + r), ptr(builder.add(a_rows[r], ka)), lda])
             for q in range(pt):
-                builder.call(amx["load"], [tile(6 + q), ptr(builder.add(panels[q], kw)), c64(64)])
+                builder.call(amx.load, [tile(6 + q), ptr(builder.add(panels[q], kw)), c64(64)])
             for r in range(rt):
                 for q in range(pt):
-                    builder.call(amx["dot"], [tile(2 * r + q), tile(4 + r), tile(6 + q)])
+                    builder.call(amx.dot_us, [tile(2 * r + q), tile(4 + r), tile(6 + q)])
 
-        vector = ir.VectorType(_I32, 16)
-        masked_store = builder.module.declare_intrinsic(
-            "llvm.masked.store.v16i32.p0", fnty=ir.FunctionType(
-                ir.VoidType(), [vector, vector.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 16)]))
-        scratch = cgutils.alloca_once(builder, ir.ArrayType(_I32, 256))
-        scratch_addr = builder.ptrtoint(scratch, _I64)
-        lane = ir.Constant(ir.VectorType(_I64, 16), list(range(16)))
+        scratch = amx.scratch()
         for r in range(rt):
             for q in range(pt):
                 rows = builder.sub(nrows, c64(16 * r))
                 cols = builder.sub(ncols, c64(16 * q))
                 c_tile = builder.add(c_addr, builder.add(builder.mul(ldc, c64(16 * r)), c64(64 * q)))
-                full = builder.icmp_signed(">=", cols, c64(16))
-                some = builder.and_(builder.icmp_signed(">", rows, c64(0)),
-                                    builder.icmp_signed(">", cols, c64(0)))
-                with builder.if_else(full) as (whole, edge):
+                some = builder.and_(builder.icmp_signed(">", rows, c64(0)), builder.icmp_signed(">", cols, c64(0)))
+                with builder.if_else(builder.icmp_signed(">=", cols, c64(16))) as (whole, edge):
                     with whole:
-                        builder.call(amx["store"], [tile(2 * r + q), ptr(c_tile), ldc])
+                        builder.call(amx.store, [tile(2 * r + q), ptr(c_tile), ldc])
                     with edge:
                         with builder.if_then(some):
-                            builder.call(amx["store"], [tile(2 * r + q), ptr(scratch_addr), c64(64)])
-                            limit = builder.select(builder.icmp_signed("<", cols, c64(16)), cols, c64(16))
-                            splat = builder.shuffle_vector(
-                                builder.insert_element(ir.Constant(ir.VectorType(_I64, 16), ir.Undefined), limit,
-                                                       ir.Constant(_I32, 0)),
-                                ir.Constant(ir.VectorType(_I64, 16), ir.Undefined),
-                                ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
-                            mask = builder.icmp_signed(">", splat, lane)
-                            n_rows = builder.select(builder.icmp_signed("<", rows, c64(16)), rows, c64(16))
-                            with cgutils.for_range(builder, n_rows) as row:
-                                src = builder.inttoptr(builder.add(scratch_addr, builder.mul(row.index, c64(64))),
-                                                       vector.as_pointer())
-                                dst = builder.inttoptr(builder.add(c_tile, builder.mul(row.index, ldc)),
-                                                       vector.as_pointer())
-                                builder.call(masked_store, [builder.load(src, align=4), dst,
-                                                            ir.Constant(_I32, 4), mask])
+                            builder.call(amx.store, [tile(2 * r + q), ptr(scratch), c64(64)])
+                            amx.store_rows(lambda i: amx.scratch_row(scratch, i), rows, cols, c_tile, ldc)
         return context.get_dummy_value()
 
     def kernel(typingctx, a_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols):
@@ -739,61 +754,36 @@ def _make_amx_s16_kernel(pt):
         if not AMX_CAPABLE:
             _trap(builder)
             return context.get_dummy_value()
-        amx = _amx_intrinsics(builder.module)
-        p8 = _I8.as_pointer()
-        dot_ss = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [_I8, _I8, _I8]), "llvm.x86.tdpbssd")
+        amx = _AmxIR(builder)
+        c64, tile, ptr = amx.c64, amx.tile, amx.ptr
 
-        def c64(x):
-            return ir.Constant(_I64, x)
-
-        def tile(t):
-            return ir.Constant(_I8, t)
-
-        def ptr(addr):
-            return builder.inttoptr(addr, p8)
-
-        for t in range(2 * pt):
-            builder.call(amx["zero"], [tile(t if t < pt else 2 + t - pt)])
+        for q in range(pt):
+            builder.call(amx.zero, [tile(q)])
+            builder.call(amx.zero, [tile(2 + q)])
         panels = [w_addr, builder.add(w_addr, w2_off)][:pt]
         with cgutils.for_range(builder, n_kt) as loop:
             ka = builder.mul(loop.index, c64(64))
             kw = builder.mul(loop.index, c64(16 * 64))
-            builder.call(amx["load"], [tile(4), ptr(builder.add(lo_addr, ka)), lda])
-            builder.call(amx["load"], [tile(5), ptr(builder.add(hi_addr, ka)), lda])
+            builder.call(amx.load, [tile(4), ptr(builder.add(lo_addr, ka)), lda])
+            builder.call(amx.load, [tile(5), ptr(builder.add(hi_addr, ka)), lda])
             for q in range(pt):
-                builder.call(amx["load"], [tile(6 + q), ptr(builder.add(panels[q], kw)), c64(64)])
+                builder.call(amx.load, [tile(6 + q), ptr(builder.add(panels[q], kw)), c64(64)])
             for q in range(pt):
-                builder.call(amx["dot"], [tile(q), tile(4), tile(6 + q)])
-                builder.call(dot_ss, [tile(2 + q), tile(5), tile(6 + q)])
+                builder.call(amx.dot_us, [tile(q), tile(4), tile(6 + q)])
+                builder.call(amx.dot_ss, [tile(2 + q), tile(5), tile(6 + q)])
 
-        vector = ir.VectorType(_I32, 16)
-        masked_store = builder.module.declare_intrinsic(
-            "llvm.masked.store.v16i32.p0", fnty=ir.FunctionType(
-                ir.VoidType(), [vector, vector.as_pointer(), _I32, ir.VectorType(ir.IntType(1), 16)]))
-        scratch_lo = builder.ptrtoint(cgutils.alloca_once(builder, ir.ArrayType(_I32, 256)), _I64)
-        scratch_hi = builder.ptrtoint(cgutils.alloca_once(builder, ir.ArrayType(_I32, 256)), _I64)
-        lane = ir.Constant(ir.VectorType(_I64, 16), list(range(16)))
-        eight = ir.Constant(vector, [8] * 16)
-        n_rows = builder.select(builder.icmp_signed("<", nrows, c64(16)), nrows, c64(16))
+        scratch_lo, scratch_hi = amx.scratch(), amx.scratch()
+        eight = ir.Constant(amx.vector, [8] * 16)
+
+        def combined(i):
+            return builder.add(builder.shl(amx.scratch_row(scratch_hi, i), eight), amx.scratch_row(scratch_lo, i))
+
         for q in range(pt):
             cols = builder.sub(ncols, c64(16 * q))
             with builder.if_then(builder.icmp_signed(">", cols, c64(0))):
-                c_tile = builder.add(c_addr, c64(64 * q))
-                builder.call(amx["store"], [tile(q), ptr(scratch_lo), c64(64)])
-                builder.call(amx["store"], [tile(2 + q), ptr(scratch_hi), c64(64)])
-                limit = builder.select(builder.icmp_signed("<", cols, c64(16)), cols, c64(16))
-                undef64 = ir.Constant(ir.VectorType(_I64, 16), ir.Undefined)
-                splat = builder.shuffle_vector(builder.insert_element(undef64, limit, ir.Constant(_I32, 0)),
-                                               undef64, ir.Constant(ir.VectorType(_I32, 16), [0] * 16))
-                mask = builder.icmp_signed(">", splat, lane)
-                with cgutils.for_range(builder, n_rows) as row:
-                    off = builder.mul(row.index, c64(64))
-                    lo = builder.load(builder.inttoptr(builder.add(scratch_lo, off), vector.as_pointer()), align=4)
-                    hi = builder.load(builder.inttoptr(builder.add(scratch_hi, off), vector.as_pointer()), align=4)
-                    dst = builder.inttoptr(builder.add(c_tile, builder.mul(row.index, ldc)), vector.as_pointer())
-                    builder.call(masked_store, [builder.add(builder.shl(hi, eight), lo), dst, ir.Constant(_I32, 4),
-                                                mask])
+                builder.call(amx.store, [tile(q), ptr(scratch_lo), c64(64)])
+                builder.call(amx.store, [tile(2 + q), ptr(scratch_hi), c64(64)])
+                amx.store_rows(combined, nrows, cols, builder.add(c_addr, c64(64 * q)), ldc)
         return context.get_dummy_value()
 
     def kernel(typingctx, lo_addr, hi_addr, lda, w_addr, n_kt, w2_off, c_addr, ldc, nrows, ncols):
