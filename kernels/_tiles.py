@@ -60,15 +60,18 @@ def keep_alive(arr):
 def plan_tasks(m, n_panels, row_bytes, threads, mr):
     """How to split ``m`` rows x ``n_panels`` weight panels: ``(rb, pb, mb, parallel)``.
 
-    ``rb`` rows x ``pb`` panels per parallel task (about four tasks per thread), ``mb`` rows
+    ``rb`` rows x ``pb`` panels per parallel task (about four tasks per thread; one per thread
+    when all the rows fit one row block), ``mb`` rows
     of ``A`` kept in L2 within a task; row blocks are multiples of the tile height ``mr``.
     """
     mb = max(mr, (L2_A_BYTES // max(row_bytes, 1)) // mr * mr)
     if threads <= 1:
         return m, n_panels, mb, False
+    if m <= mb:  # few rows: split the weights only, so that each panel is read from memory once,
+        # one equal share per thread (the pool hands each thread an equal run of tasks, so
+        # finer tasks only add uneven ones: 72 panels in tasks of 10 gave one thread 40, the other 32)
+        return m, (n_panels + threads - 1) // threads, mb, True
     target = 4 * threads
-    if m <= mb:  # few rows: split the weights only, so that each panel is read from memory once
-        return m, (n_panels + target - 1) // target, mb, True
     rb = ((m + target - 1) // target + mr - 1) // mr * mr
     n_rt = (m + rb - 1) // rb
     pb = n_panels
