@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 
-from . import util
+from . import _threads, util
 from .config import read_config
 from .errors import ModelFileError
 from .locate import resolve_model_dir
@@ -45,6 +45,8 @@ def _forward_lock(uses_numba):
 
 def _is_count(value):
     """A positive integer (Python or numpy), not a bool."""
+    if type(value) is int:  # the common case, without the ABC check (microseconds a call)
+        return value >= 1
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
@@ -88,7 +90,6 @@ class SentenceTransformer:
 
     def __init__(self, model_name_or_path=None, device=None, *, threads=None, backend=None, quantize=None,
                  truncate_dim=None):
-        from . import _threads
         from .kernels import backend_name, load_backend
 
         if device not in (None, "cpu"):
@@ -318,8 +319,6 @@ class SentenceTransformer:
         if truncate_dim is not None and not _is_count(truncate_dim):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
         if self.backend == "numba":  # numba's thread count is per calling thread
-            from . import _threads
-
             _threads.set_numba_threads(self.threads)
 
         single = isinstance(sentences, str)
@@ -342,6 +341,8 @@ class SentenceTransformer:
                                          progress)
             if output_value == "token_embeddings":
                 parts.extend(vectors)
+            elif len(vectors) == 1:
+                parts.append(vectors[0][None])
             else:  # one (window, dim) array per window: 100,000 row views would cost more than the rows
                 parts.append(np.stack(vectors))
         if progress is not None:
