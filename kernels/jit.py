@@ -96,7 +96,8 @@ _I64 = ir.IntType(64)
 
 
 def _make_softmax_row(width):
-    """The intrinsic ``softmax_row(row_addr, n, scale)`` on ``width``-lane vectors (8: AVX2, 16: AVX-512)."""
+    """The intrinsic ``softmax_row(row_addr, n, scale)`` on ``width``-lane vectors (8: AVX2, 16:
+    AVX-512); both widths give bitwise the same row."""
     vf = ir.VectorType(_F32, width)
     vi = ir.VectorType(ir.IntType(32), width)
     shift = width.bit_length() - 1
@@ -154,9 +155,9 @@ def _make_softmax_row(width):
                 return builder.call(masked_load, [at(n_full), align, tail, passthru])
 
             def reduce(acc, op):
-                # halves folded onto each other: log2(width) dependent steps, not width - 1
+                # halves folded onto each other: log2(lanes) dependent steps, not lanes - 1
                 v = builder.load(acc)
-                half = width // 2
+                half = v.type.count // 2
                 while half:
                     low = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), half),
                                                                    list(range(half))))
@@ -200,15 +201,29 @@ def _make_softmax_row(width):
                                    ir.Constant(vi, [23] * width))
                 return builder.fmul(y, builder.bitcast(bits, vf))
 
-            total = cgutils.alloca_once_value(builder, const(0.0))
+            # The sum runs in 16 lanes at either width, so that both give bitwise the same row:
+            # 8-lane vector i adds into lanes 0-7 when i is even, 8-15 when odd, as lanes 0-7
+            # and 8-15 of 16-lane vector i / 2 do (zeros elsewhere; the terms are positive).
+            sum_t = ir.VectorType(_F32, 16)
+            total = cgutils.alloca_once_value(builder, ir.Constant(sum_t, [0.0] * 16))
+
+            def accumulate(index, y):
+                if width == 8:
+                    zeros = ir.Constant(vf, [0.0] * 8)
+                    order = ir.Constant(ir.VectorType(ir.IntType(32), 16), list(range(16)))
+                    odd = builder.trunc(builder.and_(index, ir.Constant(_I64, 1)), ir.IntType(1))
+                    y = builder.select(odd, builder.shuffle_vector(zeros, y, order),
+                                       builder.shuffle_vector(y, zeros, order))
+                builder.store(builder.fadd(builder.load(total), y), total)
+
             with cgutils.for_range(builder, n_full) as loop:
                 y = exp_shifted(builder.load(at(loop.index), align=4))
                 builder.store(y, at(loop.index), align=4)
-                builder.store(builder.fadd(builder.load(total), y), total)
+                accumulate(loop.index, y)
             with builder.if_then(has_tail):
                 y = builder.select(tail, exp_shifted(load_tail(const(0.0))), const(0.0))
                 builder.call(masked_store, [y, at(n_full), align, tail])
-                builder.store(builder.fadd(builder.load(total), y), total)
+                accumulate(n_full, y)
             inv = splat(builder, builder.fdiv(ir.Constant(_F32, 1.0), reduce(total, builder.fadd)))
             with cgutils.for_range(builder, n_full) as loop:
                 builder.store(builder.fmul(builder.load(at(loop.index), align=4), inv), at(loop.index), align=4)
@@ -293,7 +308,8 @@ def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch, w
                 length, 0, 0, length, 0, k_panels, length, wide)
     for i in range(length):
         # 16 lanes pay off from 16 keys (measured, one head: 256 tokens 108 -> 97 us, 112 tokens
-        # 27 -> 23 us); below that they would run only the masked tail
+        # 27 -> 23 us); below that they would run only the masked tail.  Both widths give the
+        # same bits (see _make_softmax_row).
         if wide and length >= 16:
             _softmax_row16(_addr(scores) + i * length * 4, length, scale)
         else:

@@ -123,6 +123,20 @@ def test_gather_embeddings(lengths, seed):
     np.testing.assert_array_equal(got, want)
 
 
+@SETTINGS
+@given(lengths=st.lists(st.one_of(st.sampled_from([7, 8, 15, 16, 17, 24, 31, 32, 33, 256]), st.integers(1, 120)),
+                        min_size=1, max_size=5), seed=st.integers(0, 2**31))
+def test_attention_is_bitwise_the_same_on_8_and_16_lanes(lengths, seed):
+    """The AVX-512 path (16-lane GEMM tiles and softmax rows) and the 8-lane one give the same
+    bits, so ``MINILM_NP_AVX512=0`` changes no vector; without AVX-512 LLVM splits the wide
+    vectors, so the comparison holds (and runs) everywhere."""
+    x, cu = packed(lengths, 384 * 3, seed, scale=3.0)
+    wide, narrow = (np.empty((len(x), 384), np.float32) for _ in range(2))
+    jit._attention_serial(x, cu, 12, 32, wide, True)
+    jit._attention_serial(x, cu, 12, 32, narrow, False)
+    assert np.array_equal(wide, narrow)
+
+
 def test_parallel_paths_match_serial():
     """Large inputs take the prange drivers; their results equal the serial cores bitwise."""
     x, cu = packed([256] * 6 + [3] * 20, 384 * 3, 7)
