@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from ._tiles import address as _addr
 from ._tiles import HAVE_AVX512, keep_alive
-from .sgemm import PANEL
+from .sgemm import _ERF_P, _ERF_Q, PANEL
 from .sgemm import _block as _gemm_block
 
 # reassoc lets LLVM vectorise the row reductions (sums in LayerNorm, softmax); contract allows FMA.
@@ -33,14 +33,9 @@ PJIT = dict(JIT, parallel=True)
 # Work (in elements touched) below which a kernel stays on the calling thread.
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
-# erf(x) ~= x * P(x^2) / Q(x^2) on [-4, 4], the rational form that Eigen and XLA evaluate in
-# float32 (abs error < 1.5e-7 here); branch-free, so it vectorises unlike libm's erf.  Float32
-# halves the cost of float64: GELU took 6% of an int8 forward pass with it.
-_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
-          -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
-          -1.60960333262415e-02)
-_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
-          -7.37332916720468e-03, -1.42647390514189e-02)
+# erf(x) ~= x * P(x^2) / Q(x^2) on [-4, 4] (coefficients in kernels.sgemm, whose GELU epilogue
+# evaluates the same form): branch-free, so it vectorises unlike libm's erf.  Float32 halves
+# the cost of float64: GELU took 6% of an int8 forward pass with it.
 P0, P1, P2, P3, P4, P5, P6 = (np.float32(c) for c in _ERF_P)
 Q0, Q1, Q2, Q3, Q4 = (np.float32(c) for c in _ERF_Q)
 SQRT_HALF = np.float32(1.0 / math.sqrt(2.0))

@@ -27,6 +27,7 @@ agrees to float32 rounding, not bitwise (BLAS sums in another order).
 import numpy as np
 
 from ._numba_env import may_run_parallel  # (must precede the numba import)
+from . import reference
 from ._tiles import HAVE_AVX512, address, keep_alive, plan_tasks, store_tile
 import numba
 from numba import njit, prange, types
@@ -101,7 +102,7 @@ def _check(a, packed, n, bias, out, name):
     return out
 
 
-def gemm_reference(a, packed, n, bias=None, out=None):
+def gemm_reference(a, packed, n, bias=None, out=None, gelu=False):
     """numpy twin of :func:`gemm`: ``out = a @ W.T (+ bias)`` with ``W`` unpacked.
 
     Parameters
@@ -121,6 +122,8 @@ def gemm_reference(a, packed, n, bias=None, out=None):
     np.matmul(a, unpack_weights(packed, n).T, out=out)
     if bias is not None:
         out += bias
+    if gelu:
+        reference.bias_gelu(out, np.zeros(n, np.float32))
     return out
 
 
@@ -140,6 +143,37 @@ def gemm_reference(a, packed, n, bias=None, out=None):
 _F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 
 
+# GELU(x) = x/2 (1 + erf(x / sqrt 2)) for the epilogue (``gelu``); erf(x) ~= x * P(x^2) / Q(x^2)
+# on [-4, 4], the rational form that Eigen and XLA evaluate in float32 (abs error < 1.5e-7 here),
+# also kernels.jit's.  llvm.fma, not fmuladd, so that every vector width rounds alike.
+_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+          -1.42647390514189e-02)
+
+
+def _gelu(builder, x, fma):
+    """IR: the exact (erf) GELU of the float32 vector ``x``."""
+    vec = x.type
+
+    def const(c):
+        return ir.Constant(vec, [float(np.float32(c))] * vec.count)
+
+    def clamp(v, lo, hi):
+        v = builder.select(builder.fcmp_ordered("<", v, const(lo)), const(lo), v)
+        return builder.select(builder.fcmp_ordered(">", v, const(hi)), const(hi), v)
+
+    t = clamp(builder.fmul(x, const(np.sqrt(0.5))), -4.0, 4.0)
+    t2 = builder.fmul(t, t)
+    p, q = const(_ERF_P[0]), const(_ERF_Q[0])
+    for c in _ERF_P[1:]:
+        p = builder.call(fma, [p, t2, const(c)])
+    for c in _ERF_Q[1:]:
+        q = builder.call(fma, [q, t2, const(c)])
+    erf = builder.fdiv(builder.fmul(t, p), q)
+    return builder.fmul(builder.fmul(const(0.5), x), builder.fadd(const(1.0), erf))
+
+
 def _make_kernel(mr, lanes):
     """The micro-kernel: ``mr x 16``, two 8-lane vectors of one panel; or (``lanes=16``, AVX-512)
     ``mr x 32``, one 16-lane vector from each of two panels (``w_addr`` and ``w_addr + w2_off``).
@@ -151,7 +185,7 @@ def _make_kernel(mr, lanes):
     nr = 2
 
     def codegen(context, builder, sig, args):
-        a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step = args
+        a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step, gelu = args
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                              f"llvm.fma.v{lanes}f32")
         i8p = ir.IntType(8).as_pointer()
@@ -200,15 +234,19 @@ def _make_kernel(mr, lanes):
             for i in range(mr):
                 for v in range(nr):
                     builder.store(builder.fadd(builder.load(accs[i][v]), bias[v]), accs[i][v])
+        with builder.if_then(builder.icmp_signed("!=", gelu, c64(0))):
+            for i in range(mr):
+                for v in range(nr):
+                    builder.store(_gelu(builder, builder.load(accs[i][v]), fma), accs[i][v])
 
         store_tile(builder, accs, c_addr, ldc, ncols, _F32, lanes)
         return context.get_dummy_value()
 
-    def kernel(typingctx, a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step):
-        args = (a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step)
+    def kernel(typingctx, a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step, gelu):
+        args = (a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step, gelu)
         if not all(isinstance(t, types.Integer) for t in args):
             return None
-        return types.void(*([types.int64] * 11)), codegen
+        return types.void(*([types.int64] * 12)), codegen
 
     kernel.__name__ = kernel.__qualname__ = f"_ukernel_f32_{mr}x{2 * lanes}"
     return intrinsic(kernel)
@@ -219,53 +257,53 @@ _k1, _k2, _k3, _k4, _k5, _k6 = (_make_kernel(mr, 8) for mr in range(1, MR + 1))
 
 
 @njit(**_JIT)
-def _tile(mr, a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps):
+def _tile(mr, a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act):
     if mr == 6:
-        _k6(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _k6(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     elif mr == 5:
-        _k5(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _k5(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     elif mr == 4:
-        _k4(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _k4(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     elif mr == 3:
-        _k3(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _k3(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     elif mr == 2:
-        _k2(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _k2(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     else:
-        _k1(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _k1(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
 
 
 @njit(**_JIT)
-def _tile_wide(mr, a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps):
+def _tile_wide(mr, a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act):
     if mr > 8:
         if mr == 12:
-            _w12(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+            _w12(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
         elif mr == 11:
-            _w11(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+            _w11(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
         elif mr == 10:
-            _w10(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+            _w10(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
         else:
-            _w9(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+            _w9(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     elif mr > 4:
         if mr == 8:
-            _w8(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+            _w8(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
         elif mr == 7:
-            _w7(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+            _w7(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
         elif mr == 6:
-            _w6(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+            _w6(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
         else:
-            _w5(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+            _w5(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     elif mr == 4:
-        _w4(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _w4(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     elif mr == 3:
-        _w3(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _w3(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     elif mr == 2:
-        _w2(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _w2(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
     else:
-        _w1(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps)
+        _w1(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
 
 
 @njit(**_JIT)
-def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb, wide):
+def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb, wide, act=0):
     """Rows [i0, i1) x panels [p0, p1), ``mb`` rows of A at a time (kept in L2 over the panels).
 
     ``wide``: the AVX-512 kernels, two panels a tile.  A lone last panel is its own pair
@@ -299,25 +337,25 @@ def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb, w
                 ps = (PANEL * 4) // n_tiles
                 pft = pf + (t * k // n_tiles) * (PANEL * 4)
                 if wide:
-                    _tile_wide(mr, a_addr + i * lda, lda, wp, w2, k, cp + i * ldc, ldc, ncols, bp, pft, ps)
+                    _tile_wide(mr, a_addr + i * lda, lda, wp, w2, k, cp + i * ldc, ldc, ncols, bp, pft, ps, act)
                 else:
-                    _tile(mr, a_addr + i * lda, lda, wp, 0, k, cp + i * ldc, ldc, ncols, bp, pft, ps)
+                    _tile(mr, a_addr + i * lda, lda, wp, 0, k, cp + i * ldc, ldc, ncols, bp, pft, ps, act)
                 i += mr
 
 
 @njit(parallel=True, **_JIT)
-def _parallel(a_addr, lda, w_addr, k, c_addr, ldc, m, n, b_addr, rb, n_panels, pb, mb, wide):
+def _parallel(a_addr, lda, w_addr, k, c_addr, ldc, m, n, b_addr, rb, n_panels, pb, mb, wide, act):
     n_rt = (m + rb - 1) // rb
     n_pt = (n_panels + pb - 1) // pb
     for t in prange(n_rt * n_pt):
         r = t // n_pt
         q = t - r * n_pt
         _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, r * rb, min(m, r * rb + rb),
-               q * pb, min(n_panels, q * pb + pb), mb, wide)
+               q * pb, min(n_panels, q * pb + pb), mb, wide, act)
 
 
 @njit(**_JIT)
-def _entry(a, packed, n, bias, use_bias, out, threads, wide):
+def _entry(a, packed, n, bias, use_bias, out, threads, wide, act=0):
     """a: (M, K) with unit column stride; out: (M, n) with unit column stride."""
     m, k = a.shape
     n_panels = packed.shape[0]
@@ -332,10 +370,10 @@ def _entry(a, packed, n, bias, use_bias, out, threads, wide):
         pb += pb % 2  # whole panel pairs per task
     if par:
         _parallel(address(a), lda, address(packed), k, address(out), out.strides[0], m, n, b_addr, rb, n_panels, pb,
-                  mb, wide)
+                  mb, wide, act)
     else:
         _block(address(a), lda, address(packed), k, address(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb,
-               wide)
+               wide, act)
     if use_bias:
         keep_alive(padded)  # the kernels read the padded bias by address
 
@@ -343,7 +381,7 @@ def _entry(a, packed, n, bias, use_bias, out, threads, wide):
 _NO_BIAS = np.zeros(1, np.float32)
 
 
-def gemm(a, packed, n, bias=None, out=None):
+def gemm(a, packed, n, bias=None, out=None, gelu=False):
     """``out = a @ W.T (+ bias)`` for float32 ``a`` and weights packed by :func:`pack_weights`.
 
     Parameters
@@ -372,7 +410,8 @@ def gemm(a, packed, n, bias=None, out=None):
     m, k = a.shape
     if m and n:
         threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_FLOPS and may_run_parallel() else 1
-        _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads, HAVE_AVX512)
+        _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads, HAVE_AVX512,
+               1 if gelu else 0)
     if target is not out:
         out[...] = target
     return out

@@ -83,6 +83,14 @@ def linear(x, weight, out, bias=None):
     return weight.matmul(x, out, bias)
 
 
+def linear_gelu(x, weight, out, bias, k):
+    """``out = GELU(x @ weight.T + bias)``: in the GEMM's epilogue where the weight offers it
+    (packed float32), else a GEMM then the kernel ``bias_gelu``."""
+    if getattr(weight, "fuses_gelu", False):
+        return weight.matmul(x, out, bias, gelu=True)
+    return k.bias_gelu(linear(x, weight, out), bias)
+
+
 def _embedding_rows(table, ids):
     """``(table, ids)`` for the gather kernel; an int8 table (quantised models) gives its rows dequantised."""
     if isinstance(table, np.ndarray):
@@ -113,8 +121,7 @@ def attention(config: Config, layer: LayerWeights, x, cu_seqlens, k, s: RunState
 def feed_forward(config: Config, layer: LayerWeights, h, k, s: RunState, rows: int):
     """LayerNorm(h + GELU(h W_1 + b_1) W_2 + b_2) -> ``s.hidden``; h is ``(n_tokens, hidden)``."""
     n = h.shape[0]
-    inner = linear(s.mid[:rows], layer.ffn_in_weight, s.ffn[:rows])[:n]
-    k.bias_gelu(inner, layer.ffn_in_bias)
+    linear_gelu(s.mid[:rows], layer.ffn_in_weight, s.ffn[:rows], layer.ffn_in_bias, k)
     out = linear(s.ffn[:rows], layer.ffn_out_weight, s.hidden[:rows])[:n]
     return k.bias_residual_layer_norm(out, layer.ffn_out_bias, h, layer.ffn_norm_gamma, layer.ffn_norm_beta,
                                       config.layer_norm_eps)

@@ -200,9 +200,12 @@ class PackedLinear:
         self.packed = sgemm.pack_weights(weight)
         release_pages(weight)  # the packed copy is all the GEMM reads
 
-    def matmul(self, x, out, bias=None):
-        """``out = x @ weight.T (+ bias)`` for x ``(n, in)`` float32; returns ``out`` ``(n, out)``."""
-        return self._gemm(x, self.packed, self.shape[0], bias=bias, out=out)
+    fuses_gelu = True  # matmul(..., gelu=True): GELU in the GEMM's epilogue (model.linear_gelu)
+
+    def matmul(self, x, out, bias=None, gelu=False):
+        """``out = x @ weight.T (+ bias)``, then GELU if ``gelu``, for x ``(n, in)`` float32;
+        returns ``out`` ``(n, out)``."""
+        return self._gemm(x, self.packed, self.shape[0], bias=bias, out=out, gelu=gelu)
 
     @property
     def size(self):

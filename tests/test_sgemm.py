@@ -1,4 +1,6 @@
 """float32 packed GEMM (minilm_np.kernels.sgemm) against its numpy twin, and its bitwise batch invariance."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,20 +29,29 @@ def test_pack_round_trips_and_pads_with_zeros():
 
 
 @HYP
-@given(m=st.integers(0, 40), n=st.integers(1, 70), k=st.integers(1, 90), bias=st.booleans(),
+@given(m=st.integers(0, 40), n=st.integers(1, 70), k=st.integers(1, 90), bias=st.booleans(), gelu=st.booleans(),
        seed=st.integers(0, 2**16))
-def test_matches_the_numpy_twin_on_any_shape(m, n, k, bias, seed):
+def test_matches_the_numpy_twin_on_any_shape(m, n, k, bias, gelu, seed):
     a, w, b = _operands(m, n, k, seed)
     packed = sgemm.pack_weights(w)
-    want = sgemm.gemm_reference(a, packed, n, b if bias else None)
-    got = sgemm.gemm(a, packed, n, b if bias else None)
+    want = sgemm.gemm_reference(a, packed, n, b if bias else None, gelu=gelu)
+    got = sgemm.gemm(a, packed, n, b if bias else None, gelu=gelu)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
 
 
+def test_gelu_epilogue_is_the_exact_gelu():
+    """GELU in the epilogue: within 1e-6 of x/2 (1 + erf(x / sqrt 2)) in float64 from -10 to 10,
+    0 far left, x far right."""
+    x = np.linspace(-10, 10, 4001, dtype=np.float32)[:, None]
+    got = sgemm.gemm(x, sgemm.pack_weights(np.ones((1, 1), np.float32)), 1, gelu=True)[:, 0]
+    want = [0.5 * v * (1 + math.erf(v / math.sqrt(2))) for v in x[:, 0].astype(np.float64)]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
 @HYP
-@given(m=st.integers(1, 40), n=st.integers(1, 90), k=st.integers(1, 90), bias=st.booleans(),
+@given(m=st.integers(1, 40), n=st.integers(1, 90), k=st.integers(1, 90), bias=st.booleans(), gelu=st.booleans(),
        threads=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
-def test_avx512_and_avx2_kernels_agree_bitwise(m, n, k, bias, threads, seed):
+def test_avx512_and_avx2_kernels_agree_bitwise(m, n, k, bias, gelu, threads, seed):
     """The 16-lane kernels (two panels a tile, a lone last panel paired with itself) run the
     same fused multiply-add chains as the 8-lane ones; on a host without AVX-512 LLVM splits
     their vectors, so the comparison holds (and runs) everywhere."""
@@ -49,7 +60,7 @@ def test_avx512_and_avx2_kernels_agree_bitwise(m, n, k, bias, threads, seed):
     outs = []
     for wide in (True, False):
         out = np.full((m, n + 5), GUARD, np.float32)
-        sgemm._entry(a, packed, n, b if bias else sgemm._NO_BIAS, bias, out[:, :n], threads, wide)
+        sgemm._entry(a, packed, n, b if bias else sgemm._NO_BIAS, bias, out[:, :n], threads, wide, int(gelu))
         outs.append(out)
     assert np.array_equal(outs[0], outs[1])
     assert (outs[0][:, n:] == GUARD).all()
