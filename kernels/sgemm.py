@@ -80,7 +80,9 @@ def unpack_weights(packed, n):
     return packed.transpose(0, 2, 1).reshape(n_panels * panel, k)[:n]
 
 
-def _check(a, packed, n, bias, out, name):
+def _check(a, packed, n, bias, out, gelu, name):
+    if not isinstance(gelu, (bool, np.bool_)):
+        raise TypeError(f"{name}: gelu must be a bool, got {type(gelu).__name__}")
     if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != np.float32:
         raise TypeError(f"{name}: a must be a 2-D float32 array, got {getattr(a, 'dtype', type(a))} "
                         f"with shape {getattr(a, 'shape', None)}")
@@ -120,7 +122,7 @@ def gemm_reference(a, packed, n, bias=None, out=None, gelu=False):
     -------
     ndarray of float32, shape (M, N)
     """
-    out = _check(a, packed, n, bias, out, "gemm_reference")
+    out = _check(a, packed, n, bias, out, gelu, "gemm_reference")
     np.matmul(a, unpack_weights(packed, n).T, out=out)
     if bias is not None:
         out += bias
@@ -408,7 +410,7 @@ def gemm(a, packed, n, bias=None, out=None, gelu=False):
         Each element one fused multiply-add chain over ``k`` in order: bitwise independent of
         ``M`` and of the other rows.
     """
-    out = _check(a, packed, n, bias, out, "gemm")
+    out = _check(a, packed, n, bias, out, gelu, "gemm")
     if a.strides[1] != 4:
         a = np.ascontiguousarray(a)
     target = out if out.strides[1] == 4 else np.empty(out.shape, np.float32)

@@ -102,3 +102,6 @@ def test_bad_arguments_name_the_problem():
         sgemm.gemm(a, packed, 20, np.zeros(19, np.float32))
     with pytest.raises(TypeError, match="weights must be a 2-D float32"):
         sgemm.pack_weights(w.astype(np.float16))
+    for gemm in (sgemm.gemm, sgemm.gemm_reference):
+        with pytest.raises(TypeError, match="gelu must be a bool, got str"):
+            gemm(a, packed, 20, gelu="no")
