@@ -22,6 +22,7 @@ from numba.extending import intrinsic
 
 from ._tiles import address as _addr
 from ._tiles import HAVE_AVX512, keep_alive
+from ._tiles import cpu_has as _cpu_has
 from .sgemm import _ERF_P, _ERF_Q, PANEL
 from .sgemm import _block as _gemm_block
 
@@ -91,8 +92,8 @@ _I64 = ir.IntType(64)
 
 
 def _make_softmax_row(width):
-    """The intrinsic ``softmax_row(row_addr, n, scale)`` on ``width``-lane vectors (8: AVX2, 16:
-    AVX-512); both widths give bitwise the same row."""
+    """The intrinsic ``softmax_row(row_addr, n, scale) -> 1 / sum`` on ``width``-lane vectors (8:
+    AVX2, 16: AVX-512); both widths give bitwise the same row and sum."""
     vf = ir.VectorType(_F32, width)
     vi = ir.VectorType(ir.IntType(32), width)
     shift = width.bit_length() - 1
@@ -102,13 +103,15 @@ def _make_softmax_row(width):
         return builder.shuffle_vector(v, ir.Constant(vf, ir.Undefined), ir.Constant(vi, [0] * width))
 
     def softmax_row(typingctx, row_addr, n, scale):
-        """``row[:n] = softmax(row[:n] * scale)`` in place, for float32 at address ``row_addr``.
+        """``row[:n] = exp((row[:n] - max(row[:n])) * scale)`` in place, for float32 at address
+        ``row_addr``; returns ``1 / sum(row[:n])`` (float32), the softmax's normalisation, which the
+        caller applies to the product of the row with V (L * head_dim multiplies, not L * L).
 
         ``width`` lanes at a time in LLVM IR, the tail through masked loads and stores (nothing past
         ``n`` is read or written): the row max, then ``exp((x - max) * scale)`` (the Cephes
-        polynomial of :func:`_exp_into`) stored and summed in one pass, then the division.  numba's
-        own loops ran scalar here (its float ``max`` keeps NaN semantics), at about 1 ns an element.
-        ``scale`` must be positive.
+        polynomial of :func:`_exp_into`) stored and summed in one pass.  numba's own loops ran
+        scalar here (its float ``max`` keeps NaN semantics), at about 1 ns an element.  ``scale``
+        must be positive.
         """
         if not (isinstance(row_addr, types.Integer) and isinstance(n, types.Integer)
                 and isinstance(scale, types.Float)):
@@ -124,6 +127,8 @@ def _make_softmax_row(width):
                 return cgutils.get_or_insert_function(mod, ir.FunctionType(ret, list(params)), name)
 
             floor = fn(f"llvm.floor.v{width}f32", vf, vf)
+            scalef = fn("llvm.x86.avx512.mask.scalef.ps.512", vf, vf, vf, vf, ir.IntType(16), ir.IntType(32)) \
+                if width == 16 and _cpu_has("avx512f") else None
             fmuladd = fn(f"llvm.fmuladd.v{width}f32", vf, vf, vf, vf)
             masked_load = fn(f"llvm.masked.load.v{width}f32.p0", vf, ptr, ir.IntType(32), mask_t, vf)
             masked_store = fn(f"llvm.masked.store.v{width}f32.p0", ir.VoidType(), vf, ptr, ir.IntType(32), mask_t)
@@ -192,6 +197,9 @@ def _make_softmax_row(width):
                 for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
                     y = builder.call(fmuladd, [y, r, const(c)])
                 y = builder.fadd(builder.call(fmuladd, [y, z, r]), const(1.0))
+                if scalef is not None:  # y * 2^fx in one instruction, the same bits as below
+                    return builder.call(scalef, [y, fx, ir.Constant(vf, ir.Undefined), ir.Constant(ir.IntType(16), -1),
+                                                 ir.Constant(ir.IntType(32), 4)])
                 bits = builder.shl(builder.add(builder.fptosi(fx, vi), ir.Constant(vi, [127] * width)),
                                    ir.Constant(vi, [23] * width))
                 return builder.fmul(y, builder.bitcast(bits, vf))
@@ -219,14 +227,9 @@ def _make_softmax_row(width):
                 y = builder.select(tail, exp_shifted(load_tail(const(0.0))), const(0.0))
                 builder.call(masked_store, [y, at(n_full), align, tail])
                 accumulate(n_full, y)
-            inv = splat(builder, builder.fdiv(ir.Constant(_F32, 1.0), reduce(total, builder.fadd)))
-            with cgutils.for_range(builder, n_full) as loop:
-                builder.store(builder.fmul(builder.load(at(loop.index), align=4), inv), at(loop.index), align=4)
-            with builder.if_then(has_tail):
-                builder.call(masked_store, [builder.fmul(load_tail(const(0.0)), inv), at(n_full), align, tail])
-            return context.get_dummy_value()
+            return builder.fdiv(ir.Constant(_F32, 1.0), reduce(total, builder.fadd))
 
-        return types.void(types.int64, types.int64, types.float32), codegen
+        return types.float32(types.int64, types.int64, types.float32), codegen
 
     softmax_row.__name__ = softmax_row.__qualname__ = f"_softmax_row{width}"
     return intrinsic(softmax_row)
@@ -307,6 +310,25 @@ def _copy16(typingctx, dst, src):
     return types.void(types.int64, types.int64), codegen
 
 
+@intrinsic
+def _scale16(typingctx, addr, factor):
+    """Multiply the 16 float32 at address ``addr`` by ``factor`` in place (numba's indexed loop
+    ran scalar here: 2-3 us for one 112-token head's output)."""
+    if not (isinstance(addr, types.Integer) and isinstance(factor, types.Float)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        vf = ir.VectorType(_F32, 16)
+        ptr = builder.inttoptr(args[0], vf.as_pointer())
+        splat = builder.shuffle_vector(
+            builder.insert_element(ir.Constant(vf, ir.Undefined), args[1], ir.Constant(ir.IntType(32), 0)),
+            ir.Constant(vf, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
+        builder.store(builder.fmul(builder.load(ptr, align=4), splat), ptr, align=4)
+        return context.get_dummy_value()
+
+    return types.void(types.int64, types.float32), codegen
+
+
 @njit(**JIT)
 def exp(x):
     """Exponential, elementwise; float32 ``(n,)`` in, float32 ``(n,)`` out (x <= 88)."""
@@ -354,17 +376,19 @@ def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch, w
     n_values = v_panels * length * PANEL
     keys = scratch[:n_keys].reshape((k_panels, head_dim, PANEL))
     values = scratch[n_keys:n_keys + n_values].reshape((v_panels, length, PANEL))
-    scores = scratch[n_keys + n_values:n_keys + n_values + length * length].reshape((length, length))
+    n_scores = length * length
+    scores = scratch[n_keys + n_values:n_keys + n_values + n_scores].reshape((length, length))
+    inverse_sums = scratch[n_keys + n_values + n_scores:n_keys + n_values + n_scores + length]
     row = qkv.strides[0]
     base = _addr(qkv) + start * row
     # keys: width x width blocks transposed in registers; dimensions past the last whole block
     # (head_dim not a multiple of the width) element by element
-    width = 16 if wide else 8
-    blocked = head_dim - head_dim % width
+    lanes = 16 if wide else 8
+    blocked = head_dim - head_dim % lanes
     for p in range(k_panels):
         n = min(PANEL, length - p * PANEL)
-        for c0 in range(0, PANEL, width):
-            for d0 in range(0, blocked, width):
+        for c0 in range(0, PANEL, lanes):
+            for d0 in range(0, blocked, lanes):
                 dst = _addr(keys) + ((p * head_dim + d0) * PANEL + c0) * 4
                 src = base + (p * PANEL + c0) * row + (k0 + d0) * 4
                 if wide:
@@ -388,20 +412,27 @@ def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch, w
         # 27 -> 23 us); below that they would run only the masked tail.  Both widths give the
         # same bits (see _make_softmax_row).
         if wide and length >= 16:
-            _softmax_row16(_addr(scores) + i * length * 4, length, scale)
+            inverse_sums[i] = _softmax_row16(_addr(scores) + i * length * 4, length, scale)
         else:
-            _softmax_row8(_addr(scores) + i * length * 4, length, scale)
+            inverse_sums[i] = _softmax_row8(_addr(scores) + i * length * 4, length, scale)
     orow = out.strides[0]
     _gemm_block(_addr(scores), length * 4, _addr(values), length, _addr(out) + start * orow + q0 * 4, orow,
                 head_dim, 0, 0, length, 0, v_panels, length, wide)
+    out_row = _addr(out) + start * orow + q0 * 4
+    for i in range(length):
+        for d in range(0, head_dim - head_dim % 16, 16):
+            _scale16(out_row + i * orow + d * 4, inverse_sums[i])
+        for d in range(head_dim - head_dim % 16, head_dim):
+            out[start + i, q0 + d] *= inverse_sums[i]
     keep_alive(scratch)  # the GEMMs read it by address (see keep_alive)
 
 
 @njit(**JIT)
 def _scratch_size(length, head_dim):
-    """float32 elements of one head's packed K^T, packed V and (length, length) scores."""
+    """float32 elements of one head's packed K^T, packed V, (length, length) scores and
+    (length,) softmax normalisations."""
     return ((length + PANEL - 1) // PANEL + (head_dim + PANEL - 1) // PANEL) * PANEL * max(length, head_dim) \
-        + length * length
+        + length * length + length
 
 
 @njit(**JIT)
