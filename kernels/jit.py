@@ -91,16 +91,20 @@ _V8I32 = ir.VectorType(ir.IntType(32), 8)
 _I64 = ir.IntType(64)
 
 
+def _splat(builder, scalar, vector_type):
+    """``scalar`` in every lane of a ``vector_type`` (LLVM IR)."""
+    undef = ir.Constant(vector_type, ir.Undefined)
+    v = builder.insert_element(undef, scalar, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count),
+                                                        [0] * vector_type.count))
+
+
 def _make_softmax_row(width):
     """The intrinsic ``softmax_row(row_addr, n, scale) -> 1 / sum`` on ``width``-lane vectors (8:
     AVX2, 16: AVX-512); both widths give bitwise the same row and sum."""
     vf = ir.VectorType(_F32, width)
     vi = ir.VectorType(ir.IntType(32), width)
     shift = width.bit_length() - 1
-
-    def splat(builder, x):
-        v = builder.insert_element(ir.Constant(vf, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(v, ir.Constant(vf, ir.Undefined), ir.Constant(vi, [0] * width))
 
     def softmax_row(typingctx, row_addr, n, scale):
         """``row[:n] = exp((row[:n] - max(row[:n])) * scale)`` in place, for float32 at address
@@ -145,9 +149,7 @@ def _make_softmax_row(width):
             n_full = builder.ashr(count, ir.Constant(_I64, shift))
             rest = builder.trunc(builder.sub(count, builder.shl(n_full, ir.Constant(_I64, shift))), ir.IntType(32))
             lanes = ir.Constant(vi, list(range(width)))
-            rest_v = builder.insert_element(ir.Constant(vi, ir.Undefined), rest, ir.Constant(ir.IntType(32), 0))
-            rest_v = builder.shuffle_vector(rest_v, ir.Constant(vi, ir.Undefined), ir.Constant(vi, [0] * width))
-            tail = builder.icmp_signed("<", lanes, rest_v)
+            tail = builder.icmp_signed("<", lanes, _splat(builder, rest, vi))
             has_tail = builder.icmp_signed(">", rest, ir.Constant(ir.IntType(32), 0))
             align = ir.Constant(ir.IntType(32), 4)
 
@@ -184,8 +186,8 @@ def _make_softmax_row(width):
             builder.store(vmax(vmax(builder.load(tops[0]), builder.load(tops[1])),
                                vmax(builder.load(tops[2]), builder.load(tops[3]))), tops[0])
             top_scalar = reduce(tops[0], vmax)
-            scale_v = splat(builder, scale_value)
-            shift_v = splat(builder, builder.fmul(builder.fsub(ir.Constant(_F32, 0.0), top_scalar), scale_value))
+            scale_v = _splat(builder, scale_value, vf)
+            shift_v = _splat(builder, builder.fmul(builder.fsub(ir.Constant(_F32, 0.0), top_scalar), scale_value), vf)
 
             def exp_shifted(x):
                 v = vmax(builder.call(fmuladd, [x, scale_v, shift_v]), const(-87.0))  # (x - max) * scale
@@ -272,10 +274,7 @@ def _make_transpose(width):
                 # a row past n_rows may lie past the array: a masked load with no lane set
                 # reads nothing
                 inside = builder.icmp_signed(">", rows, ir.Constant(_I64, r))
-                mask = builder.shuffle_vector(
-                    builder.insert_element(ir.Constant(mask_t, ir.Undefined), inside, ir.Constant(ir.IntType(32), 0)),
-                    ir.Constant(mask_t, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width))
-                v.append(builder.call(masked_load, [ptr, align, mask, zero]))
+                v.append(builder.call(masked_load, [ptr, align, _splat(builder, inside, mask_t), zero]))
             for _ in range(width.bit_length() - 1):
                 v = [builder.shuffle_vector(v[i], v[i + half], ir.Constant(ir.VectorType(ir.IntType(32), width), order))
                      for i in range(half) for order in (low, high)]
@@ -320,10 +319,7 @@ def _scale16(typingctx, addr, factor):
     def codegen(context, builder, sig, args):
         vf = ir.VectorType(_F32, 16)
         ptr = builder.inttoptr(args[0], vf.as_pointer())
-        splat = builder.shuffle_vector(
-            builder.insert_element(ir.Constant(vf, ir.Undefined), args[1], ir.Constant(ir.IntType(32), 0)),
-            ir.Constant(vf, ir.Undefined), ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16))
-        builder.store(builder.fmul(builder.load(ptr, align=4), splat), ptr, align=4)
+        builder.store(builder.fmul(builder.load(ptr, align=4), _splat(builder, args[1], vf)), ptr, align=4)
         return context.get_dummy_value()
 
     return types.void(types.int64, types.float32), codegen
