@@ -39,6 +39,16 @@ def test_matches_the_numpy_twin_on_any_shape(m, n, k, bias, gelu, seed):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(k))
 
 
+@pytest.mark.parametrize("n,stride", [(64, 1), (64, 3), (40, 1), (40, 2)])
+def test_bias_read_in_place_or_padded(n, stride):
+    """A contiguous bias of whole panel pairs is read where it lies; any other is copied first."""
+    a, w, b = _operands(13, n, 24, 5)
+    strided = np.repeat(b, stride)[::stride]
+    assert np.array_equal(strided, b) and strided.strides[0] == 4 * stride
+    want = sgemm.gemm_reference(a, sgemm.pack_weights(w), n, b)
+    np.testing.assert_allclose(sgemm.gemm(a, sgemm.pack_weights(w), n, strided), want, rtol=1e-5, atol=1e-5)
+
+
 def test_gelu_epilogue_is_the_exact_gelu():
     """GELU in the epilogue: within 1e-6 of x/2 (1 + erf(x / sqrt 2)) in float64 from -10 to 10,
     0 far left, x far right."""
