@@ -355,6 +355,12 @@ def _gather_parallel(token_ids, position_ids, type_ids, word_table, position_tab
                      out, c * chunk, min(n, (c + 1) * chunk))
 
 
+@njit(inline="always", **JIT)
+def _score_stride(length):
+    """Floats between rows of one head's score matrix: ``length`` rounded up to SCORE_ROW_ALIGN."""
+    return (length + SCORE_ROW_ALIGN - 1) // SCORE_ROW_ALIGN * SCORE_ROW_ALIGN
+
+
 @njit(**JIT)
 def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch, wide):
     """softmax(Q K^T / sqrt(d)) V for one head of one sequence, as two packed GEMMs (kernels.sgemm).
@@ -377,7 +383,7 @@ def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch, w
     # score rows padded to whole 64-byte vectors: a row's masked tail store then never covers
     # the next row, whose loads would otherwise wait for it to retire (no store forwarding from
     # masked stores): softmax of 18- to 25-key rows 35 -> 14 ns a row
-    ld = (length + SCORE_ROW_ALIGN - 1) // SCORE_ROW_ALIGN * SCORE_ROW_ALIGN
+    ld = _score_stride(length)
     n_scores = length * ld
     scores = scratch[n_keys + n_values:n_keys + n_values + n_scores].reshape((length, ld))
     inverse_sums = scratch[n_keys + n_values + n_scores:n_keys + n_values + n_scores + length]
@@ -433,9 +439,8 @@ def _attention_head(qkv, start, length, head, n_heads, head_dim, out, scratch, w
 def _scratch_size(length, head_dim):
     """float32 elements of one head's packed K^T, packed V, ``(length, length)`` scores (rows
     padded to :data:`SCORE_ROW_ALIGN`) and ``(length,)`` softmax normalisations."""
-    ld = (length + SCORE_ROW_ALIGN - 1) // SCORE_ROW_ALIGN * SCORE_ROW_ALIGN
     return ((length + PANEL - 1) // PANEL + (head_dim + PANEL - 1) // PANEL) * PANEL * max(length, head_dim) \
-        + length * ld + length
+        + length * _score_stride(length) + length
 
 
 @njit(**JIT)
