@@ -58,3 +58,16 @@ if hasattr(os, "register_at_fork"):
 def may_run_parallel() -> bool:
     """False in a process forked after its parent used numba's OpenMP pool (launching would abort it)."""
     return not _forked_after_openmp
+
+
+def pool_threads() -> int:
+    """Threads a parallel launch from this thread would use (1: run serially).
+
+    numba's count is per calling thread; asking for it costs ~0.5 us (it takes a lock), so callers
+    ask only for work big enough to share out.
+    """
+    if _forked_after_openmp:
+        return 1
+    import numba
+
+    return numba.get_num_threads()

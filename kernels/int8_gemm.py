@@ -77,10 +77,9 @@ import sys
 
 import numpy as np
 
-from ._numba_env import may_run_parallel  # (must precede the numba import)
+from ._numba_env import pool_threads  # (must precede the numba import)
 from ._tiles import address, cpu_has as _cpu_has, keep_alive, plan_tasks, store_tile
 from . import quant_jit
-import numba
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -1188,10 +1187,9 @@ _NO_EPILOGUE = np.empty(0, dtype=np.int64)
 
 
 def _threads(m, n, k, amx=False):
-    # the serial/parallel choice is made here (threads=1: serial); asking numba for its thread
-    # count costs ~1 us, so only when the product is big enough to use threads
+    # the serial/parallel choice is made here (threads=1: serial)
     least = PARALLEL_MIN_OPS_AMX if amx and k % 64 == 0 else PARALLEL_MIN_OPS
-    return numba.get_num_threads() if m * n * k >= least and may_run_parallel() else 1
+    return pool_threads() if m * n * k >= least else 1
 
 
 def _gemm(a, packed, n, out, entry, portable):

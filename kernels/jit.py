@@ -13,9 +13,8 @@ import math
 
 import numpy as np
 
-from ._numba_env import may_run_parallel  # (must precede the numba import)
+from ._numba_env import pool_threads  # (must precede the numba import)
 from llvmlite import ir
-import numba
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -556,14 +555,9 @@ def _l2_normalize(x, out):
             out[i, c] = x[i, c] / norm
 
 
-def _pool_threads():
-    """Threads a parallel launch from this thread would use (1: run serially)."""
-    return numba.get_num_threads() if may_run_parallel() else 1
-
-
 def _chunk(n_rows, width, min_elements=PARALLEL_MIN_ELEMENTS):
     """Rows per parallel task, or 0 when the work is too small to share out."""
-    if n_rows * width < min_elements or _pool_threads() < 2:
+    if n_rows * width < min_elements or pool_threads() < 2:
         return 0
     return max(1, min(64, n_rows // 16))
 
@@ -581,7 +575,7 @@ def attention(qkv, cu_seqlens, n_heads, head_dim, out):
     # Each (sequence, head) task costs a few microseconds even for a short text, more than a
     # launch on the pool: measured at 2 threads, one 18-token text 20.6 -> 13.4 us, 8 tokens
     # 6.8 -> 5.2 us.
-    threads = _pool_threads() if (len(cu_seqlens) - 1) * n_heads > 1 \
+    threads = pool_threads() if (len(cu_seqlens) - 1) * n_heads > 1 \
         and out.shape[0] * out.shape[1] >= PARALLEL_MIN_ELEMENTS // 32 else 1
     if threads > 1:
         _attention_parallel(qkv, cu_seqlens, n_heads, head_dim, out, threads, HAVE_AVX512)

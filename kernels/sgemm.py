@@ -26,10 +26,9 @@ agrees to float32 rounding, not bitwise (BLAS sums in another order).
 """
 import numpy as np
 
-from ._numba_env import may_run_parallel  # (must precede the numba import)
+from ._numba_env import pool_threads  # (must precede the numba import)
 from . import reference
 from ._tiles import HAVE_AVX512, address, keep_alive, plan_tasks, store_tile
-import numba
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -425,7 +424,7 @@ def gemm(a, packed, n, bias=None, out=None, gelu=False):
     target = out if out.strides[1] == 4 else np.empty(out.shape, np.float32)
     m, k = a.shape
     if m and n:
-        threads = numba.get_num_threads() if m * n * k >= PARALLEL_MIN_FLOPS and may_run_parallel() else 1
+        threads = pool_threads() if m * n * k >= PARALLEL_MIN_FLOPS else 1
         _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads, HAVE_AVX512,
                1 if gelu else 0)
     if target is not out:
