@@ -25,15 +25,15 @@ def _l2_bytes(default=1 << 19):
     return default
 
 
-L2_BLOCK_BYTES = max(1 << 17, _l2_bytes() // 4)
-"""Bytes of rows one task keeps hot in L2 while it sweeps the weight panels: a quarter of L2.
+L2_A_BYTES = max(1 << 17, _l2_bytes() // 4)
+"""Bytes of ``A`` rows one task keeps hot while it sweeps the weight panels: a quarter of L2.
 
 Each sweep streams all the weights from L3 once, so the rows must be many enough to pay for it:
 on a Xeon with 2 MiB of L2, 512 KiB (84 rows at K = 1536, not 12) took the 1536 -> 384 GEMM
 from 375 to 405 GFLOP/s at 2 threads.  512 KiB of L2 gives 128 KiB, the value this had before.
-What a row costs is the caller's to say (:func:`plan_tasks`' ``row_bytes``).
 Frozen into the compiled kernels (numba's cache is per CPU model, which fixes the L2 size).
 """
+
 
 def cpu_has(feature):
     """True when both the host CPU and numba's code-generation target have ``feature``.
@@ -84,10 +84,10 @@ def plan_tasks(m, n_panels, row_bytes, threads, mr):
     """How to split ``m`` rows x ``n_panels`` weight panels: ``(rb, pb, mb, parallel)``.
 
     ``rb`` rows x ``pb`` panels per parallel task (about four tasks per thread; one per thread
-    when all the rows fit one row block), ``mb`` rows kept in L2 within a task, ``row_bytes``
-    each (:data:`L2_BLOCK_BYTES` in all); row blocks are multiples of the tile height ``mr``.
+    when all the rows fit one row block), ``mb`` rows
+    of ``A`` kept in L2 within a task; row blocks are multiples of the tile height ``mr``.
     """
-    mb = max(mr, (L2_BLOCK_BYTES // max(row_bytes, 1)) // mr * mr)
+    mb = max(mr, (L2_A_BYTES // max(row_bytes, 1)) // mr * mr)
     if threads <= 1:
         return m, n_panels, mb, False
     if m <= mb:  # few rows: split the weights only, so that each panel is read from memory once,

@@ -377,10 +377,7 @@ def _entry(a, packed, n, bias, use_bias, out, threads, wide, act=0):
             padded = bias
         b_addr = address(padded)
     lda = a.strides[0]
-    # a row block's rows of C stay in L2 over the sweep as well as its rows of A: counting only
-    # A, a 336-row block at K = 384, N = 1536 wrote 2 MiB of C, all of this Xeon's L2 (one
-    # thread, 4096 rows: the 384 -> 1152 and 384 -> 1536 GEMMs 144-150 -> 158-164 GFLOP/s)
-    rb, pb, mb, par = plan_tasks(m, n_panels, 4 * (k + n), threads, MR_WIDE if wide else MR)
+    rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, MR_WIDE if wide else MR)
     if wide:
         pb += pb % 2  # whole panel pairs per task
     if par:
