@@ -131,7 +131,10 @@ class TextTokenizer:
         limit = (self._max_seq_length - 2) * CHARS_PER_TOKEN_WINDOW
         short = [i for i, t in enumerate(texts) if len(t) <= limit]
         out = [None] * len(texts)
-        for i, encoding in zip(short, self.tokenizer.encode_batch([texts[i] for i in short])):
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which nothing here
+        # reads: the bench corpus 0.11 -> 0.09 s (2 threads), same ids
+        encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
+        for i, encoding in zip(short, encode_batch([texts[i] for i in short])):
             out[i] = np.asarray(encoding.ids, dtype=np.int64)
         for i, t in enumerate(texts):
             if out[i] is None:
