@@ -29,6 +29,7 @@ import numpy as np
 from ._numba_env import pool_threads  # (must precede the numba import)
 from . import reference
 from ._tiles import HAVE_AVX512, address, keep_alive, plan_tasks, store_tile
+from .buffers import empty_aligned
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -60,7 +61,7 @@ def pack_weights(w):
 
     Returns
     -------
-    ndarray of float32, shape (ceil(N / 16), K, 16), C-contiguous
+    ndarray of float32, shape (ceil(N / 16), K, 16), C-contiguous, 64-byte aligned
         ``packed[p, k, j] = w[16 p + j, k]``, zero-padded columns.
     """
     w = np.asarray(w)
@@ -70,7 +71,9 @@ def pack_weights(w):
     n_panels = -(-n // PANEL)
     padded = np.zeros((n_panels * PANEL, k), np.float32)
     padded[:n] = w
-    return np.ascontiguousarray(padded.reshape(n_panels, PANEL, k).transpose(0, 2, 1))
+    packed = empty_aligned((n_panels, k, PANEL))  # each packed row one cache line
+    packed[...] = padded.reshape(n_panels, PANEL, k).transpose(0, 2, 1)
+    return packed
 
 
 def unpack_weights(packed, n):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Config
+from .kernels.buffers import zeros_aligned
 from .weights import LayerWeights, Weights
 
 # OpenBLAS takes a different code path (gemv, small-matrix kernels) below 4 rows, which rounds
@@ -62,11 +63,12 @@ class RunState:
         rows = max(capacity, MIN_GEMM_ROWS)
         h = config.hidden_size
         self.capacity = capacity
-        self.hidden = np.zeros((rows, h), np.float32)    # the residual stream, layer in and out
-        self.mid = np.zeros((rows, h), np.float32)       # after attention, before the FFN
-        self.context = np.zeros((rows, h), np.float32)   # attention output, before its projection
-        self.qkv = np.zeros((rows, 3 * h), np.float32)
-        self.ffn = np.zeros((rows, config.intermediate_size), np.float32)
+        # on cache lines: the kernels' 64-byte vectors then never straddle two (kernels.buffers)
+        self.hidden = zeros_aligned((rows, h))    # the residual stream, layer in and out
+        self.mid = zeros_aligned((rows, h))       # after attention, before the FFN
+        self.context = zeros_aligned((rows, h))   # attention output, before its projection
+        self.qkv = zeros_aligned((rows, 3 * h))
+        self.ffn = zeros_aligned((rows, config.intermediate_size))
 
 
 def linear(x, weight, out, bias=None):

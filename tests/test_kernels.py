@@ -148,3 +148,26 @@ def test_parallel_paths_match_serial():
     a, b = y.copy(), y.copy()
     jit._bias_gelu_rows(a, bias, 0, len(a))
     assert np.array_equal(jit.bias_gelu(b, bias), a)
+
+
+@pytest.mark.parametrize("shape, dtype", [((3, 5), np.float32), (7, np.int8), ((4, 384), np.int16), ((0, 3), np.float32)])
+def test_aligned_buffers_start_on_a_cache_line(shape, dtype):
+    from minilm_np.kernels.buffers import empty_aligned, zeros_aligned
+
+    for make in (empty_aligned, zeros_aligned):
+        for _ in range(8):  # allocations land at varied offsets
+            a = make(shape, dtype)
+            assert a.shape == np.empty(shape).shape and a.dtype == dtype and a.flags.c_contiguous
+            assert a.size == 0 or a.ctypes.data % 64 == 0
+    assert not zeros_aligned(shape, dtype).any()
+
+
+def test_run_state_buffers_start_on_cache_lines():
+    from minilm_np.config import Config
+    from minilm_np.model import RunState
+
+    config = Config(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536, vocab_size=30522,
+                    max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12)
+    state = RunState(config, 37)
+    for name in ("hidden", "mid", "context", "qkv", "ffn"):
+        assert getattr(state, name).ctypes.data % 64 == 0, name

@@ -26,6 +26,7 @@ def test_pack_round_trips_and_pads_with_zeros():
     assert packed.shape == (3, 3, 16) and packed.flags.c_contiguous
     assert np.array_equal(sgemm.unpack_weights(packed, 35), w)
     assert not packed[2, :, 3:].any()  # columns 35..47 are padding
+    assert packed.ctypes.data % 64 == 0  # each packed row one cache line (kernels.buffers)
 
 
 @HYP
