@@ -80,6 +80,7 @@ import numpy as np
 from ._numba_env import pool_threads  # (must precede the numba import)
 from ._tiles import address, cpu_has as _cpu_has, keep_alive, plan_tasks, store_tile
 from . import quant_jit
+from .buffers import empty_aligned
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -217,8 +218,9 @@ def _pack(w, kg, dtype):
     n_groups = -(-k // kg)
     padded = np.zeros((n_panels * PANEL, n_groups * kg), dtype=dtype)
     padded[:n, :k] = w
-    # (P, PANEL, G, kg) -> (P, G, PANEL, kg)
-    return np.ascontiguousarray(padded.reshape(n_panels, PANEL, n_groups, kg).transpose(0, 2, 1, 3))
+    packed = empty_aligned((n_panels, n_groups, PANEL, kg), dtype)  # whole cache lines (kernels.buffers)
+    packed[...] = padded.reshape(n_panels, PANEL, n_groups, kg).transpose(0, 2, 1, 3)  # (P, PANEL, G, kg) -> (P, G, PANEL, kg)
+    return packed
 
 
 def pack_weights_u8s8(w):

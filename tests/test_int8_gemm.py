@@ -397,3 +397,11 @@ def test_avx2_without_vnni_exact(tmp_path):
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=features,
                NUMBA_CACHE_DIR=str(tmp_path))
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+
+
+@pytest.mark.parametrize("pack", ["pack_weights_u8s8", "pack_weights_s16s8"])
+def test_packed_weights_start_on_a_cache_line(pack):
+    w = np.arange(-40, 37 * 11 - 40, dtype=np.int64).reshape(37, 11).clip(-127, 127).astype(np.int8)
+    packed = getattr(g, pack)(w)
+    assert packed.ctypes.data % 64 == 0 and packed.flags.c_contiguous
+    assert np.array_equal(g.unpack_weights(packed, 37, 11), w)
