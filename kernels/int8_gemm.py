@@ -219,7 +219,8 @@ def _pack(w, kg, dtype):
     padded = np.zeros((n_panels * PANEL, n_groups * kg), dtype=dtype)
     padded[:n, :k] = w
     packed = empty_aligned((n_panels, n_groups, PANEL, kg), dtype)  # whole cache lines (kernels.buffers)
-    packed[...] = padded.reshape(n_panels, PANEL, n_groups, kg).transpose(0, 2, 1, 3)  # (P, PANEL, G, kg) -> (P, G, PANEL, kg)
+    # (P, PANEL, G, kg) -> (P, G, PANEL, kg)
+    packed[...] = padded.reshape(n_panels, PANEL, n_groups, kg).transpose(0, 2, 1, 3)
     return packed
 
 
