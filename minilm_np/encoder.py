@@ -19,7 +19,11 @@ from .weights import load_weights, safetensors_path
 
 # A forward pass packs up to batch_size * TOKENS_PER_TEXT tokens (at least one text), so a
 # batch of short texts still gives the GEMMs enough rows; batch_size keeps bounding memory.
-TOKENS_PER_TEXT = 128
+# Not more: the bench corpus at batch 32 (a Xeon, interleaved processes, medians of 3 passes)
+# ran fastest at 1,536 tokens a pass, against 4,096 (128 a text): fp32 2 threads 7.63 -> 7.14,
+# 7.13 -> 6.82, 7.90 -> 7.37 s; 1 thread 15.43 -> 14.86, 15.50 -> 14.88 s; w8a8 2.64 -> 2.37,
+# 2.53 -> 2.38 s; w8a16 3.28 -> 3.06, 3.38 -> 3.16 s.  1,024 and 2,048 were close, 512 slower.
+TOKENS_PER_TEXT = 48
 # Texts are tokenised and sorted by length this many at a time: streaming with bounded memory.
 WINDOW_TEXTS = 2048
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")
@@ -253,8 +257,8 @@ class SentenceTransformer:
         prompt : str or None
             Text put before each sentence (wins over ``prompt_name``).
         batch_size : int
-            Texts per forward pass at 128 tokens each; forward passes are packed by tokens (up
-            to ``batch_size * 128``), so many short texts share one pass. Results do not
+            Texts per forward pass at 48 tokens each; forward passes are packed by tokens (up
+            to ``batch_size * 48``, at least one text), so many short texts share one pass. Results do not
             depend on it: every text's vector is bitwise the same alone or in any batch.
         show_progress_bar : bool or None
             A progress bar on stderr counted in texts; None shows it for more than one window
