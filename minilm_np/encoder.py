@@ -258,8 +258,9 @@ class SentenceTransformer:
             Text put before each sentence (wins over ``prompt_name``).
         batch_size : int
             Texts per forward pass at 48 tokens each; forward passes are packed by tokens (up
-            to ``batch_size * 48``, at least one text), so many short texts share one pass. Results do not
-            depend on it: every text's vector is bitwise the same alone or in any batch.
+            to ``batch_size * 48``, at least one text), so many short texts share one pass.
+            Results do not depend on it: every text's vector is bitwise the same alone or in
+            any batch.
         show_progress_bar : bool or None
             A progress bar on stderr counted in texts; None shows it for more than one window
             of texts when stderr is a terminal.
