@@ -8,6 +8,13 @@ output element is one chain of fused multiply-adds over ``k = 0, 1, ..., K-1`` s
 zero, whatever the tile, the row block or the thread it lands in: a row's result is bitwise
 the same alone or in any batch.
 
+Why not AMX (which the int8 GEMMs use).  The tile unit multiplies bfloat16, not float32.  With
+each operand split into bfloat16 parts, three products (``hi hi + hi lo + lo hi``) missed the
+float32 parity bound (max abs diff 3.6e-6 against 2e-6 over the parity corpus, emulated in
+numpy); six (three parts each) met it (3.6e-7).  But ``tdpbf16ps`` on the int8 kernels' 32 x 32
+tiling ran at 0.94-1.12 TFLOP/s on one Sapphire Rapids core, so six products come to
+156-187 GFLOP/s of float32 work: no faster than this kernel (194-205 on the same shapes).
+
 Packed layout.  Output columns are split into *panels* of ``PANEL = 16`` (two 8-lane float32
 vectors); one panel is ``K`` consecutive 64-byte rows::
 
