@@ -94,7 +94,7 @@ class SentenceTransformer:
 
     def __init__(self, model_name_or_path=None, device=None, *, threads=None, backend=None, quantize=None,
                  truncate_dim=None):
-        from .kernels import backend_name, load_backend
+        from .kernels.backend import backend_name, load_backend
 
         if device not in (None, "cpu"):
             raise ValueError(f"device {device!r} is not supported: minilm-np runs on the CPU only")

@@ -135,7 +135,7 @@ def forward(config: Config, weights: Weights, batch: Batch, k, s: RunState):
     Parameters
     ----------
     k : module
-        The kernel backend (:func:`minilm_np.kernels.load_backend`).
+        The kernel backend (:func:`minilm_np.kernels.backend.load_backend`).
     s : RunState
         Scratch with capacity >= ``batch.n_tokens``.
     """

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minilm_np.kernels import jit, load_backend, reference
+from minilm_np.kernels import jit, reference
+from minilm_np.kernels.backend import load_backend
 
 LENGTHS = st.lists(st.one_of(st.sampled_from([1, 2, 256]), st.integers(1, 80)), min_size=1, max_size=6)
 SETTINGS = settings(max_examples=40, deadline=None)

@@ -1,4 +1,4 @@
-"""Model-agnostic compute kernels: numba-jitted, each with a plain-numpy twin.
+"""Which kernel module the model calls: numba-jitted kernels or their plain-numpy twins.
 
 ``load_backend()`` returns the module whose functions the model calls:
 
@@ -7,7 +7,13 @@
   used automatically when numba cannot be imported.
 
 The choice comes from the argument, else ``$MINILM_NP_BACKEND``, else ``"numba"``.
-Importing this package imports neither numba nor any kernel.
+Importing this module imports neither numba nor any kernel.
+
+``kernels/`` has no ``__init__.py`` on purpose: installed, it is the subpackage
+``minilm_np.kernels``; in a checkout, where the repository root may be first on ``sys.path``
+(``python -m pytest``, ``python -m minilm_np``), a folder without ``__init__.py`` is only a
+namespace portion, which never shadows another distribution's regular ``kernels`` package
+(Hugging Face's, which transformers imports).
 """
 import importlib
 import os
@@ -32,13 +38,13 @@ def load_backend(name=None):
                          "(argument backend= or $MINILM_NP_BACKEND)")
     if requested == "numba":
         try:
-            module = importlib.import_module(".jit", __name__)
+            module = importlib.import_module(".jit", __package__)
             _announce_first_compile(module)
             return module
         except ImportError as error:
             warnings.warn(f"numba is unavailable ({error}); using the plain-numpy kernels", RuntimeWarning,
                           stacklevel=2)
-    return importlib.import_module(".reference", __name__)
+    return importlib.import_module(".reference", __package__)
 
 
 def backend_name(module):
