@@ -1,4 +1,5 @@
-"""Setting the BLAS and numba thread counts at run time, without extra dependencies."""
+"""numpy's BLAS and numba at run time, without extra dependencies: their thread counts, and which
+kernel family the BLAS runs."""
 import ctypes
 import glob
 import numbers
@@ -38,6 +39,31 @@ def set_blas_threads(n: int) -> bool:
                 done = True
                 break
     return done
+
+
+_CORENAME_GETTERS = ("openblas_get_corename", "scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+                     "openblas_get_corename64_")
+
+
+def blas_core():
+    """The kernel family numpy's OpenBLAS chose for this CPU (e.g. ``"Haswell"``, ``"SkylakeX"``).
+
+    ``None`` when numpy's BLAS is not an OpenBLAS that says. The numpy backend's GEMMs are this
+    BLAS, so whether a text's vector is bitwise the same alone and in a batch depends on it
+    (README, "Backends and threads").
+    """
+    for path in _blas_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _CORENAME_GETTERS:
+            getter = getattr(lib, name, None)
+            if getter is not None:
+                getter.restype = ctypes.c_char_p
+                core = getter()
+                return core.decode() if core else None
+    return None
 
 
 def cpu_count() -> int:

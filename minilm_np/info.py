@@ -17,6 +17,7 @@ def cpu_features():
 
 def model_info(model) -> dict:
     """A flat dict describing the model, its files and the runtime."""
+    from ._threads import blas_core
     from .kernels._numba_env import CACHE_DIR
 
     cfg = model.config
@@ -50,4 +51,5 @@ def model_info(model) -> dict:
         "cpu_features": " ".join(cpu_features()) or "unknown",
         "numba_cache": CACHE_DIR,
         "numpy": np.__version__,
+        "blas_kernels": blas_core() or "unknown",
     }
