@@ -6,9 +6,9 @@
 (2, 384)
 """
 from .encoder import SentenceTransformer, load
-from .errors import ModelFileError, ModelNotFoundError, UnsupportedModelError
+from .errors import ModelFileError, ModelNotFoundError, NonFiniteOutputError, UnsupportedModelError
 from .util import cos_sim, dot_score
 
 __version__ = "0.1.0"
 __all__ = ["load", "SentenceTransformer", "cos_sim", "dot_score", "ModelFileError", "ModelNotFoundError",
-           "UnsupportedModelError", "__version__"]
+           "NonFiniteOutputError", "UnsupportedModelError", "__version__"]

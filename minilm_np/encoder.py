@@ -11,6 +11,7 @@ import numpy as np
 from . import _threads, util
 from .config import read_config
 from .errors import ModelFileError
+from .finite import check_finite_rows
 from .locate import resolve_model_dir
 from .model import Batch, RunState, forward, pool
 from .modules import apply_head, load_head
@@ -287,6 +288,9 @@ class SentenceTransformer:
             A text is not a str (the message names its index and type), or an unknown keyword.
         ValueError
             An argument is out of range.
+        minilm_np.NonFiniteOutputError
+            A text's output holds a NaN or an infinity (the message names the text's index);
+            no vector that is not finite is ever returned.
 
         Notes
         -----
@@ -335,6 +339,7 @@ class SentenceTransformer:
         budget = max(batch_size * TOKENS_PER_TEXT, self.max_seq_length)
         state = None
         parts = []
+        first = 0  # index of the window's first text in ``sentences``
         while True:
             window = list(itertools.islice(texts, WINDOW_TEXTS))
             if not window:
@@ -343,7 +348,8 @@ class SentenceTransformer:
             if state is None:
                 state = RunState(self.config, min(budget, sum(len(i) for i in ids)))
             vectors = self._embed_window(ids, budget, state, output_value, normalize_embeddings, truncate_dim,
-                                         progress)
+                                         progress, first)
+            first += len(window)
             if output_value == "token_embeddings":
                 parts.extend(vectors)
             elif len(vectors) == 1:
@@ -378,8 +384,15 @@ class SentenceTransformer:
                              "which minilm-np does not implement")
         return prompt
 
-    def _embed_window(self, ids, budget, state, output_value, normalize_embeddings, truncate_dim, progress=None):
-        """Embed one window of tokenised texts, longest first, in token-budget chunks; input order out."""
+    def _embed_window(self, ids, budget, state, output_value, normalize_embeddings, truncate_dim, progress=None,
+                      first=0):
+        """Embed one window of tokenised texts, longest first, in token-budget chunks; input order out.
+
+        Raises :class:`NonFiniteOutputError` naming text ``first + i`` when what would be returned
+        for text ``i`` of the window (its token vectors or its sentence vector) holds a NaN or an
+        infinity.  Only what is returned is checked: a pass's sentence vectors are a few thousand
+        numbers, its token vectors hundreds of thousands.
+        """
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out = [None] * len(ids)
         start = 0
@@ -395,11 +408,14 @@ class SentenceTransformer:
             with self._forward_lock:
                 token_embeddings = forward(self.config, self.weights, batch, self.kernels, state)
             if output_value == "token_embeddings":
+                check_finite_rows(token_embeddings, lambda row: first + chunk[
+                    int(np.searchsorted(batch.cu_seqlens, row, side="right")) - 1])
                 for row, i in enumerate(chunk):
                     out[i] = token_embeddings[batch.cu_seqlens[row]:batch.cu_seqlens[row + 1]].copy()
             else:
                 pooled = self._finish(pool(self.config, token_embeddings, batch, self.kernels),
                                       normalize_embeddings, truncate_dim)
+                check_finite_rows(pooled, lambda row: first + chunk[row])
                 for row, i in enumerate(chunk):
                     out[i] = pooled[row]
             if progress is not None:

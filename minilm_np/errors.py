@@ -11,3 +11,7 @@ class ModelFileError(ValueError):
 
 class UnsupportedModelError(ValueError):
     """The model's architecture or a setting it asks for is not one minilm-np implements."""
+
+
+class NonFiniteOutputError(FloatingPointError):
+    """A text's output (embedding or token vectors) holds a NaN or an infinity; the message names the text."""

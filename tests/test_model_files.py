@@ -22,7 +22,7 @@ from minilm_np.errors import ModelFileError, ModelNotFoundError, UnsupportedMode
 from model_dirs import make_model_dir, random_bert_tensors, safetensors_bytes, tiny_config, write_safetensors
 
 PACKAGE_DIRS = [os.path.dirname(minilm_np.__file__),
-                os.path.dirname(__import__("minilm_np.kernels", fromlist=["_"]).__file__)]
+                list(__import__("minilm_np.kernels", fromlist=["_"]).__path__)[0]]  # a namespace package
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,8 @@ def test_a_huge_shape_cannot_overflow_into_a_valid_size(tmp_path, model_dir):
     header = json.dumps({"t": {"dtype": "F32", "shape": [1 << 32, 1 << 32], "data_offsets": [0, 0]}}).encode()
     directory = tiny_dir(tmp_path, model_dir, None)
     write_bytes(os.path.join(directory, "model.safetensors"), framed(header))
-    with pytest.raises(ModelFileError, match=r"tensor 't' offsets \[0, 0\) do not match its shape"):
+    with pytest.raises(ModelFileError, match=r"tensor 't' has shape \[4294967296, 4294967296\], whose size overflows "
+                                             r"64 bits"):
         load(directory)
 
 
