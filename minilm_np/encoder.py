@@ -20,10 +20,7 @@ from .weights import load_weights, safetensors_path
 
 # A forward pass packs up to batch_size * TOKENS_PER_TEXT tokens (at least one text), so a
 # batch of short texts still gives the GEMMs enough rows; batch_size keeps bounding memory.
-# Not more: the bench corpus at batch 32 (a Xeon, interleaved processes, medians of 3 passes)
-# ran fastest at 1,536 tokens a pass, against 4,096 (128 a text): fp32 2 threads 7.63 -> 7.14,
-# 7.13 -> 6.82, 7.90 -> 7.37 s; 1 thread 15.43 -> 14.86, 15.50 -> 14.88 s; w8a8 2.64 -> 2.37,
-# 2.53 -> 2.38 s; w8a16 3.28 -> 3.06, 3.38 -> 3.16 s.  1,024 and 2,048 were close, 512 slower.
+# Not more: 1,536 tokens a pass (batch 32) measured fastest, 4,096 slower (9ed4027).
 TOKENS_PER_TEXT = 48
 # Texts are tokenised and sorted by length this many at a time: streaming with bounded memory.
 WINDOW_TEXTS = 2048
