@@ -13,7 +13,8 @@ idle RSS of each server, minilm-np's offline ``encode()`` throughput on the same
 
 Servers (``--servers``): ``minilm-np`` (``minilm-np serve``), ``infinity-torch`` and
 ``infinity-onnx`` (``infinity_emb v2 --engine torch`` / ``--engine optimum``, run by
-``--infinity-python``, a venv holding infinity-emb), ``st-fastapi`` (sentence-transformers'
+``--infinity-python``, a venv holding infinity-emb; the ONNX engine reads the same directory with
+bench/peers.py's ``model.onnx`` export beside it), ``st-fastapi`` (sentence-transformers'
 ``encode`` behind a plain FastAPI route, as users write it by hand; this file's ``st-server``
 subcommand).
 """
@@ -35,6 +36,8 @@ SERVERS = ("minilm-np", "infinity-torch", "infinity-onnx", "st-fastapi")
 MODEL_NAME = "all-MiniLM-L6-v2"
 START_TIMEOUT_S = 900
 REQUEST_TIMEOUT_S = 300
+# How long after a cell's window its last requests may take before they are cancelled.
+GRACE_S = 30
 
 
 def log(msg):
@@ -144,6 +147,29 @@ def thread_env(threads):
                 DO_NOT_TRACK="1")
 
 
+def infinity_onnx_model_dir(model_dir):
+    """The model directory as infinity's ONNX engine wants it: the same files plus a ``model.onnx``
+    (bench/peers.py's export, cached), as symlinks in bench/results."""
+    sys.path.insert(0, BENCH_DIR)
+    import peers
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    cache = os.path.join(base, "minilm-np-bench", "onnx")  # bench/run.py's export cache
+    onnx_dir, _, error = peers.ensure_onnx(model_dir, cache, os.path.join(RESULTS_DIR, "serve-onnx-export.log"))
+    if error:
+        raise RuntimeError(error)
+    target = os.path.join(RESULTS_DIR, "infinity-onnx-model")
+    if os.path.isdir(target):
+        import shutil
+
+        shutil.rmtree(target)
+    os.makedirs(target)
+    for entry in os.listdir(model_dir):
+        os.symlink(os.path.join(model_dir, entry), os.path.join(target, entry))
+    os.symlink(os.path.join(onnx_dir, "model.onnx"), os.path.join(target, "model.onnx"))
+    return target
+
+
 def start_server(name, args, extra=()):
     env = thread_env(args.threads)
     if name == "minilm-np":
@@ -155,7 +181,8 @@ def start_server(name, args, extra=()):
         if not args.infinity_python:
             raise RuntimeError("needs --infinity-python (a venv with infinity-emb: see the module docstring)")
         engine = {"infinity-torch": "torch", "infinity-onnx": "optimum"}[name]
-        argv = [args.infinity_python, "-m", "infinity_emb.cli", "v2", "--model-id", args.model_dir,
+        model_dir = infinity_onnx_model_dir(args.model_dir) if engine == "optimum" else args.model_dir
+        argv = [args.infinity_python, "-m", "infinity_emb.cli", "v2", "--model-id", model_dir,
                 "--served-model-name", MODEL_NAME, "--engine", engine, "--device", "cpu", "--host", "127.0.0.1",
                 "--port", str(port), "--batch-size", "32"]
         return Server(name, argv, env, "/embeddings", _wait_for_health(port, "/health"))
@@ -193,7 +220,8 @@ def st_server(argv):
         texts = [request.input] if isinstance(request.input, str) else request.input
         vectors = model.encode(texts, batch_size=32)
         return {"object": "list", "model": MODEL_NAME,
-                "data": [{"object": "embedding", "index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]}
+                "data": [{"object": "embedding", "index": i, "embedding": v.tolist()}
+                         for i, v in enumerate(vectors)]}
 
     @app.get("/health")
     def health():
@@ -296,14 +324,22 @@ async def _load(url, path, bodies, concurrency, warmup_s, duration_s):
         finally:
             connection.close()
 
-    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    tasks = [asyncio.ensure_future(client(k)) for k in range(concurrency)]
+    _, late = await asyncio.wait(tasks, timeout=t1 + GRACE_S - time.perf_counter())
+    for task in late:  # requests still out long after the window: not counted
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()
     latencies = sorted(latency for latency, _ in done)
 
     def pct(q):
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
 
     return {"texts_per_s": sum(n for _, n in done) / duration_s, "requests_per_s": len(done) / duration_s,
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "requests": len(done), "statuses": statuses}
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "requests": len(done), "statuses": statuses,
+            "cancelled_after_window": len(late)}
 
 
 def run_load(*args):
@@ -405,7 +441,8 @@ def main(argv=None):
     p.add_argument("--batch-sizes", default="1,32", help="texts per request (default: 1,32)")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds per cell (default: 20)")
     p.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each cell (default: 3)")
-    p.add_argument("--quick", action="store_true", help="2 s per cell, 0.5 s warm-up: checks the harness")
+    p.add_argument("--limit", type=int, default=None, help="first N corpus texts (default: all; quick: 256)")
+    p.add_argument("--quick", action="store_true", help="2 s per cell, 0.5 s warm-up, 256 texts: checks the harness")
     p.add_argument("--infinity-python", default=None, help="python of a venv with infinity-emb")
     p.add_argument("--st-python", default=None, help="python with sentence-transformers, fastapi, uvicorn "
                                                      "(default: this one)")
@@ -417,12 +454,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 2.0, 0.5
+        args.limit = args.limit or 256
     args.model_dir = os.path.abspath(args.model_dir or find_model_dir())
     names = [n for n in args.servers.split(",") if n]
     concurrency = [int(c) for c in args.concurrency.split(",")]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     with open(args.corpus, encoding="utf-8") as f:
-        texts = [line.strip() for line in f if line.strip()]
+        texts = [line.strip() for line in f if line.strip()][:args.limit]
     os.makedirs(RESULTS_DIR, exist_ok=True)
 
     cells, rss = [], {}
@@ -439,7 +477,8 @@ def main(argv=None):
             time.sleep(1.0)
             rss[name] = rss_mib(server.proc.pid)
             for batch in batch_sizes:
-                bodies = [(batch, request_body(texts[i:i + batch])) for i in range(0, len(texts) - batch + 1, batch)]
+                bodies = [(batch, request_body(texts[i:i + batch]))
+                          for i in range(0, len(texts) - batch + 1, batch)]
                 for c in concurrency:
                     log(f"{name}: {c} clients x {batch} texts")
                     try:

@@ -7,7 +7,6 @@ import base64
 import concurrent.futures
 import json
 import re
-import time
 
 import numpy as np
 import pytest
@@ -33,7 +32,7 @@ def server(model_dir):
 
 @pytest.fixture(scope="module")
 def http(server):
-    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT, limits=httpx.Limits(max_connections=16)) as client:
         yield client
 
 
@@ -174,23 +173,20 @@ def test_tei_errors_have_tei_shape(http):
 
 # --- batching, metrics --------------------------------------------------------------------------
 
-def test_concurrent_requests_are_coalesced_and_each_is_encode_bitwise(server, model):
-    requests = [[f"request {i} text {j} " * (1 + (i * j) % 7) for j in range(1 + i % 4)] for i in range(48)]
+def test_concurrent_requests_are_coalesced_and_each_is_encode_bitwise(server, http, model):
+    requests = [[f"request {i} text {j} " * (1 + (i * j) % 7) for j in range(1 + i % 4)] for i in range(32)]
     expected = [model.encode(texts) for texts in requests]
 
     def call(texts):
-        with httpx.Client(base_url=server.url, timeout=TIMEOUT) as client:
-            response = client.post("/v1/embeddings", json={"model": NAME, "input": texts, "encoding_format": "float"})
+        response = http.post("/v1/embeddings", json={"model": NAME, "input": texts, "encoding_format": "float"})
         return [d["embedding"] for d in response.json()["data"]]
 
     before = _metric(server, "minilm_np_batch_requests_count")
-    start = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:  # one client: httpx's pool is thread-safe
         results = list(pool.map(call, requests, timeout=300))
-    assert time.monotonic() - start < 300
     assert all(same(got, want) for got, want in zip(results, expected))
     batches = _metric(server, "minilm_np_batch_requests_count") - before
-    assert batches < len(requests)  # some passes served several requests
+    assert batches < len(requests)  # some batches served several requests
 
 
 def _metric(server, name, labels=""):
@@ -212,3 +208,19 @@ def test_metrics_count_requests_by_route_and_status(server, http):
 
 def test_unknown_route_is_404(http):
     assert http.post("/v2/embeddings", json={}).status_code == 404
+
+
+def test_create_app_mounts_in_another_asgi_app(model):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    from minilm_np.serve import create_app
+
+    outer = Starlette(routes=[Mount("/embedding", create_app(model, warmup=False))])
+    with TestClient(outer) as client:
+        response = client.post("/embedding/v1/embeddings", json={"model": "all-minilm", "input": TEXTS[:2],
+                                                                 "encoding_format": "base64"})
+    assert response.status_code == 200
+    little_endian_f32 = base64.b64decode(response.json()["data"][1]["embedding"])
+    assert little_endian_f32 == model.encode(TEXTS[1]).astype("<f4").tobytes()

@@ -39,7 +39,8 @@ def _tag(server):
     return {"name": name, "model": name, "modified_at": modified, "size": os.path.getsize(path),
             "digest": digest.hexdigest(),
             "details": {"parent_model": "", "format": "safetensors", "family": "bert", "families": ["bert"],
-                        "parameter_size": f"{model_info(model)['parameters'] / 1e6:.1f}M", "quantization_level": quantization}}
+                        "parameter_size": f"{model_info(model)['parameters'] / 1e6:.1f}M",
+                        "quantization_level": quantization}}
 
 
 def routes(server):

@@ -65,8 +65,8 @@ def routes(server):
         return_text = fields.boolean(body, "return_text", False)
         scores = await reranker.scores(query, texts, raw=fields.boolean(body, "raw_scores", False))
         order = np.argsort(-scores, kind="stable")
-        return json_response([{"index": int(i), "score": float(scores[i]), **({"text": texts[i]} if return_text else {})}
-                              for i in order])
+        return json_response([{"index": int(i), "score": float(scores[i]),
+                               **({"text": texts[i]} if return_text else {})} for i in order])
 
     async def cohere_rerank(request):
         body = fields.require_object(await server.limits.read_json(request))
