@@ -83,13 +83,13 @@ def rss_mib(pid):
 class Server:
     """One server subprocess: ``url`` (base), ``path`` (its embeddings route), stopped by :meth:`stop`."""
 
-    def __init__(self, name, argv, env, path, ready):
+    def __init__(self, name, argv, env, path, ready, cwd=REPO_ROOT):
         self.name, self.path = name, path
         self.log_path = os.path.join(RESULTS_DIR, f"serve-{name}.log")
         os.makedirs(RESULTS_DIR, exist_ok=True)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=env, cwd=REPO_ROOT, start_new_session=True)
+                                     env=env, cwd=cwd, start_new_session=True)
         self.url = ready(self)
 
     def log_text(self):
@@ -181,11 +181,14 @@ def start_server(name, args, extra=()):
         if not args.infinity_python:
             raise RuntimeError("needs --infinity-python (a venv with infinity-emb: see the module docstring)")
         engine = {"infinity-torch": "torch", "infinity-onnx": "optimum"}[name]
-        model_dir = infinity_onnx_model_dir(args.model_dir) if engine == "optimum" else args.model_dir
-        argv = [args.infinity_python, "-m", "infinity_emb.cli", "v2", "--model-id", model_dir,
+        # the ONNX engine finds model.onnx only under a relative model path (it globs the directory
+        # and hands the match to optimum as a file name): run it from inside the directory
+        cwd = infinity_onnx_model_dir(args.model_dir) if engine == "optimum" else REPO_ROOT
+        argv = [args.infinity_python, "-m", "infinity_emb.cli", "v2",
+                "--model-id", "." if engine == "optimum" else args.model_dir,
                 "--served-model-name", MODEL_NAME, "--engine", engine, "--device", "cpu", "--host", "127.0.0.1",
                 "--port", str(port), "--batch-size", "32"]
-        return Server(name, argv, env, "/embeddings", _wait_for_health(port, "/health"))
+        return Server(name, argv, env, "/embeddings", _wait_for_health(port, "/health"), cwd)
     if name == "st-fastapi":
         argv = [args.st_python or sys.executable, os.path.abspath(__file__), "st-server", "--model-dir",
                 args.model_dir, "--port", str(port), "--threads", str(args.threads)]
