@@ -1,4 +1,4 @@
-"""The ``minilm-np`` command line: embed, similarity, search, quantize, bench, parity, info, warmup."""
+"""The ``minilm-np`` command line: embed, similarity, search, quantize, bench, parity, info, warmup, serve."""
 import argparse
 import csv
 import gc
@@ -41,6 +41,12 @@ examples:
   minilm-np info --model path/to/model --json""",
     "warmup": """examples:
   minilm-np warmup                        # compile and cache every kernel ahead of time""",
+    "serve": """needs the serve extra: pip install "minilm-np[serve]"
+
+examples:
+  minilm-np serve                                   # http://127.0.0.1:8080: OpenAI, Ollama and TEI APIs
+  minilm-np serve --quantize w8a8 --threads 4 --port 9000
+  MINILM_NP_API_KEY=secret minilm-np serve --host 0.0.0.0 --served-model-name my-embedder""",
 }
 
 
@@ -142,6 +148,12 @@ def build_parser():
 
     p = command("warmup", "compile and cache every numba kernel ahead of time")
     _add_model_options(p)
+
+    p = command("serve", "serve embeddings and reranking over HTTP (OpenAI, Ollama, TEI, Cohere APIs)")
+    _add_model_options(p)
+    from .serve.server import add_arguments
+
+    add_arguments(p, positive_int)
     return parser
 
 
@@ -321,8 +333,15 @@ def cmd_warmup(args):
           f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
+def cmd_serve(args):
+    from .serve.server import serve
+
+    serve(args)
+
+
 COMMANDS = {"embed": cmd_embed, "similarity": cmd_similarity, "search": cmd_search, "quantize": cmd_quantize,
-            "bench": cmd_bench, "parity": cmd_parity, "info": cmd_info, "warmup": cmd_warmup}
+            "bench": cmd_bench, "parity": cmd_parity, "info": cmd_info, "warmup": cmd_warmup,
+            "serve": cmd_serve}
 
 
 def _split_bench(argv):

@@ -422,7 +422,11 @@ class SentenceTransformer:
 
     def _finish(self, pooled, normalize_embeddings, truncate_dim):
         """The modules after pooling, then sentence-transformers' encode() options, in its order."""
-        pooled = apply_head(self.head, pooled, self.kernels)
+        return self._apply_options(apply_head(self.head, pooled, self.kernels), normalize_embeddings, truncate_dim)
+
+    def _apply_options(self, pooled, normalize_embeddings, truncate_dim):
+        """encode()'s ``truncate_dim`` then ``normalize_embeddings`` on vectors past the head, row by
+        row (the server applies them per request to rows embedded together): float32 ``(n, dim)``."""
         if truncate_dim is not None:
             pooled = np.ascontiguousarray(pooled[:, :truncate_dim])
         if normalize_embeddings:

@@ -140,3 +140,8 @@ class TextTokenizer:
             if out[i] is None:
                 out[i] = self._long_text_ids(t)
         return out
+
+    def untruncated_length(self, text: str) -> int:
+        """Tokens in ``text`` without truncation ([CLS] and [SEP] included), of its first
+        :data:`MAX_PREFIX_CHARS` characters."""
+        return len(self._untruncated.encode(self._prepare(text)).ids)
