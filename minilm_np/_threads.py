@@ -74,13 +74,29 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def granted_threads() -> int:
+    """The CPUs this process was given: ``$OMP_NUM_THREADS`` (at most :func:`cpu_count`), else
+    :func:`cpu_count`.
+
+    Ray sets ``OMP_NUM_THREADS`` to a worker's ``num_cpus``, Spark to ``spark.task.cpus`` and a
+    Dask nanny to 1 (one per task thread); numba itself ignores it, so without this every
+    worker would start as many threads as the host has cores. A value that is not a positive
+    integer (OpenMP also accepts lists such as ``4,2``) counts by its first entry, or not at all.
+    """
+    cores = cpu_count()
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) >= 1:
+        return min(int(first), cores)
+    return cores
+
+
 def resolve_threads(threads):
-    """Validate ``threads`` (or ``$MINILM_NP_THREADS``); default: the machine's cores."""
+    """Validate ``threads`` (or ``$MINILM_NP_THREADS``); default: :func:`granted_threads`."""
     source = "threads"
     if threads is None:
         env = os.environ.get("MINILM_NP_THREADS")
         if env is None or env.strip() == "":
-            return cpu_count()
+            return granted_threads()
         source = "$MINILM_NP_THREADS"
         try:
             threads = int(env)

@@ -1,11 +1,12 @@
 """The ``minilm-np`` command line: embed, similarity, search, quantize, bench, parity, info, warmup, serve."""
 import argparse
-import csv
 import gc
-import io
 import json
 import os
 import sys
+
+from .stream import CHUNK_TEXTS
+from .textio import INPUT_FORMATS, OUTPUT_NAMES
 
 EPILOGS = {
     "embed": """examples:
@@ -13,7 +14,13 @@ EPILOGS = {
   minilm-np embed --input texts.txt --output vectors.npy        # one text per line
   cat texts.txt | minilm-np embed --input - --output out.jsonl
   minilm-np embed --input docs.jsonl --field body --output out.csv
-  minilm-np embed --input table.csv --column text --quantize w8a8 --truncate-dim 128 --output out.npy""",
+  minilm-np embed --input table.csv --column text --quantize w8a8 --truncate-dim 128 --output out.npy
+  minilm-np embed --input big.jsonl --output big.parquet          # streams: memory stays flat
+  minilm-np embed --input big.jsonl --output big.parquet --resume # after an interruption
+
+An --output file is written in chunks (--chunk-size texts) into OUTPUT.partial/ and renamed to
+OUTPUT when complete; --resume continues an interrupted run from its last complete chunk and
+writes the same bytes as an uninterrupted run.""",
     "similarity": """examples:
   minilm-np similarity "A cat sits on the mat." "A feline rests on a rug."
   minilm-np similarity --input pairs.tsv        # two tab-separated texts per line; one score per line""",
@@ -80,7 +87,8 @@ def _add_model_options(p, quantize=True):
     p.add_argument("--model", default=None, help="model directory or hub id (default: all-MiniLM-L6-v2)")
     if quantize:
         p.add_argument("--quantize", choices=["w8", "w8a16", "w8a8"], default=None, help="int8 mode")
-    p.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="threads (default: $OMP_NUM_THREADS, else this process's cores)")
     p.add_argument("--backend", choices=["numba", "numpy"], default=None, help="kernel backend")
 
 
@@ -103,12 +111,15 @@ def build_parser():
 
     p = command("embed", "embed texts and write their vectors")
     p.add_argument("texts", nargs="*", help="texts to embed (or use --input)")
-    p.add_argument("--input", "-i", help="file of texts: .txt (one per line), .jsonl (--field), .csv "
-                   "(--column); - for stdin")
+    p.add_argument("--input", "-i", help="file of texts: .txt (one per line), .jsonl (--field), .csv or "
+                   ".parquet (--column); - for stdin")
     p.add_argument("--field", default="text", help="JSON field of a .jsonl input (default: text)")
-    p.add_argument("--column", default="text", help="column of a .csv input (default: text)")
-    p.add_argument("--format", choices=["txt", "jsonl", "csv"], help="input format (default: from the suffix)")
-    p.add_argument("--output", "-o", help="output .npy, .jsonl or .csv (default: JSON lines on stdout)")
+    p.add_argument("--column", default="text", help="column of a .csv or .parquet input (default: text)")
+    p.add_argument("--format", choices=list(INPUT_FORMATS), help="input format (default: from the suffix)")
+    p.add_argument("--output", "-o", help=f"output {OUTPUT_NAMES} (default: JSON lines on stdout)")
+    p.add_argument("--chunk-size", type=positive_int, default=CHUNK_TEXTS,
+                   help=f"texts per output chunk, the unit of --resume (default: {CHUNK_TEXTS})")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --output")
     _add_model_options(p)
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
@@ -171,74 +182,43 @@ def _read_lines(path):
         return [line.rstrip("\r\n") for line in f]
 
 
-def read_texts(path, fmt=None, field="text", column="text"):
-    """Texts from a .txt / .jsonl / .csv file or stdin (``-``)."""
-    fmt = fmt or ("jsonl" if path.endswith((".jsonl", ".ndjson")) else "csv" if path.endswith(".csv") else "txt")
-    if fmt == "txt":
-        return _read_lines(path)
-    content = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    if fmt == "jsonl":
-        texts = []
-        for number, line in enumerate(content.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not JSON ({error})") from None
-            if not isinstance(record, dict) or field not in record:
-                raise ValueError(f"{path}:{number}: no field {field!r}")
-            if not isinstance(record[field], str):
-                raise ValueError(f"{path}:{number}: field {field!r} is {type(record[field]).__name__}, not a string")
-            texts.append(record[field])
-        return texts
-    reader = csv.DictReader(io.StringIO(content))
-    if column not in (reader.fieldnames or []):
-        raise ValueError(f"{path}: no column {column!r} (columns: {reader.fieldnames})")
-    return [row[column] for row in reader]
-
-
-def write_vectors(vectors, path, texts):
-    """Write ``(n, dim)`` vectors to .npy / .jsonl / .csv, or JSON lines on stdout."""
-    import numpy as np
-
-    if path is None or path.endswith((".jsonl", ".ndjson")):
-        out = sys.stdout if path is None else open(path, "w", encoding="utf-8")
-        for text, vector in zip(texts, vectors):
-            out.write(json.dumps({"text": text, "embedding": [round(float(v), 7) for v in vector]},
-                                 ensure_ascii=False) + "\n")
-        if path is not None:
-            out.close()
-    elif path.endswith(".npy"):
-        np.save(path, vectors)
-    elif path.endswith(".csv"):
-        np.savetxt(path, vectors, delimiter=",", fmt="%.7g")
-    else:
-        raise UsageError(f"--output {path}: use a .npy, .jsonl or .csv file")
-
-
 def cmd_embed(args):
+    from . import stream, textio
+
     if not args.texts and args.input is None:
         raise UsageError("embed: give texts as arguments or --input FILE (- for stdin)")
     if args.texts and args.input is not None:
         raise UsageError("embed: give texts as arguments or --input, not both")
-    if args.output and not args.output.endswith((".npy", ".jsonl", ".ndjson", ".csv")):
-        raise UsageError(f"--output {args.output}: use a .npy, .jsonl or .csv file")
-    texts = args.texts or read_texts(args.input, args.format, args.field, args.column)
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    output_fmt = textio.output_format(args.output) if args.output else None
+    if args.output and output_fmt is None:
+        raise UsageError(f"--output {args.output}: use a {OUTPUT_NAMES} file")
+    if args.resume and (args.output is None or args.input in (None, "-")):
+        raise UsageError("--resume needs an --input file and an --output file")
     if args.truncate_dim is not None and args.truncate_dim < 1:
         raise UsageError(f"--truncate-dim must be >= 1, got {args.truncate_dim}")
+    if args.input is None:
+        texts, total = iter(args.texts), len(args.texts)
+    else:
+        input_fmt = textio.input_format(args.input, args.format)
+        total = textio.count_rows(args.input, input_fmt)  # also: a missing file fails before the model loads
+        texts = textio.iter_texts(args.input, input_fmt, args.field, args.column)
     model = _load(args)
     if args.normalize is False and model.config.normalize:
         raise UsageError("--no-normalize: this model normalises its vectors itself (Normalize in modules.json)")
     # A bar for inputs long enough to wait for, on a terminal only (never in a pipe or a log file).
-    show = not args.quiet and len(texts) >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
-    vectors = model.encode(texts, batch_size=args.batch_size, show_progress_bar=show,
-                           normalize_embeddings=bool(args.normalize), truncate_dim=args.truncate_dim)
-    write_vectors(vectors, args.output, texts)
-    if args.output:
-        print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} float32 to {args.output}", file=sys.stderr)
+    show = not args.quiet and (total is None or total >= PROGRESS_MIN_TEXTS) and sys.stderr.isatty()
+    options = dict(batch_size=args.batch_size, normalize=bool(args.normalize), truncate_dim=args.truncate_dim,
+                   show_progress=show, total=total)
+    if args.output is None:
+        stream.embed_to_stdout(model, texts, args.chunk_size, **options)
+        return
+    if args.input in (None, "-"):  # texts as arguments or on stdin: nothing to resume
+        settings = {"input": args.input, "chunk_texts": args.chunk_size, "output_format": output_fmt}
+    else:
+        settings = stream.run_settings(model, args.input, input_fmt, args.field, args.column, args.normalize,
+                                       args.truncate_dim, args.chunk_size, output_fmt)
+    rows, dim = stream.embed_to_file(model, texts, args.output, settings, resume=args.resume, **options)
+    print(f"wrote {rows} x {dim} float32 to {args.output}", file=sys.stderr)
 
 
 def cmd_similarity(args):

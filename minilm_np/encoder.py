@@ -52,9 +52,10 @@ def _is_count(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
-def _check_text(text, index):
+def _check_text(text, index, where="sentences[{}]"):
+    """``text`` if it is a str, else a TypeError naming it by ``where.format(index)``."""
     if not isinstance(text, str):
-        raise TypeError(f"sentences[{index}] is {type(text).__name__}, expected str"
+        raise TypeError(f"{where.format(index)} is {type(text).__name__}, expected str"
                         + (" (decode bytes first)" if isinstance(text, (bytes, bytearray)) else ""))
     return text
 
@@ -81,7 +82,8 @@ class SentenceTransformer:
         Accepted for compatibility; only ``None`` or ``"cpu"``.
     threads : int or None
         Threads for BLAS and the numba kernels (process-wide); default ``$MINILM_NP_THREADS``,
-        else the machine's cores.
+        else ``$OMP_NUM_THREADS`` (as Ray and Spark set it for a worker), else the cores this
+        process may run on.
     backend : {"numba", "numpy"} or None
         Kernel backend; default ``$MINILM_NP_BACKEND``, else numba.
     quantize : {None, "w8", "w8a16", "w8a8"}
@@ -303,8 +305,9 @@ class SentenceTransformer:
         backend), so calls from several threads overlap. numba's pool runs on OpenMP where it is
         available; on its ``workqueue`` fallback, which aborts the process on concurrent parallel
         launches, whole forward passes take a process-wide lock. ``threads=`` is each call's
-        intra-op parallelism (numba's setting is applied per calling thread at every call), so
-        with N caller threads use ``threads=1`` to avoid oversubscribing the cores.
+        intra-op parallelism (numba's setting is applied per calling thread at every call; at
+        ``threads=1`` the texts are tokenised on the calling thread too), so with N caller threads
+        use ``threads=1`` to avoid oversubscribing the cores.
         """
         if convert_to_tensor:
             raise ValueError("convert_to_tensor=True is not supported: minilm-np returns numpy arrays "
@@ -341,7 +344,7 @@ class SentenceTransformer:
             window = list(itertools.islice(texts, WINDOW_TEXTS))
             if not window:
                 break
-            ids = self._tokenizer.encode(window)
+            ids = self._tokenizer.encode(window, parallel=self.threads > 1)  # threads=1: this thread only
             if state is None:
                 state = RunState(self.config, min(budget, sum(len(i) for i in ids)))
             vectors = self._embed_window(ids, budget, state, output_value, normalize_embeddings, truncate_dim,

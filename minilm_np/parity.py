@@ -50,9 +50,9 @@ def parity_texts(path=None):
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"{path}: expected a JSON list of strings")
     else:
-        from .cli import read_texts
+        from .textio import iter_texts
 
-        texts = read_texts(path)
+        texts = list(iter_texts(path))
     if not texts:
         raise ValueError(f"{path}: no texts")
     return texts, path

@@ -119,12 +119,16 @@ class TextTokenizer:
                     return np.asarray(ids[:need + 1] + ids[-1:], dtype=np.int64)
             cut *= 4
 
-    def encode(self, texts) -> list:
+    def encode(self, texts, parallel=True) -> list:
         """Token ids of each text.
 
         Parameters
         ----------
         texts : list of str
+        parallel : bool
+            False: tokenise on the calling thread only. ``encode_batch`` runs on the tokenizers
+            library's own thread pool (one thread per core unless ``$RAYON_NUM_THREADS``), which
+            a one-thread caller (a worker given one CPU) must not fan out to.
 
         Returns
         -------
@@ -134,7 +138,9 @@ class TextTokenizer:
         limit = (self._max_seq_length - 2) * CHARS_PER_TOKEN_WINDOW
         short = [i for i, t in enumerate(texts) if len(t) <= limit]
         out = [None] * len(texts)
-        for i, encoding in zip(short, self._encode_batch([texts[i] for i in short])):
+        batch = [texts[i] for i in short]
+        encodings = self._encode_batch(batch) if parallel else [self.tokenizer.encode(t) for t in batch]
+        for i, encoding in zip(short, encodings):
             out[i] = np.asarray(encoding.ids, dtype=np.int64)
         for i, t in enumerate(texts):
             if out[i] is None:

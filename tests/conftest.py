@@ -60,3 +60,13 @@ def st_model(model_dir):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(tmp_path_factory, model_dir):
+    """A two-layer, 64-wide random BERT with the default model's tokenizer: fast, yet parallel kernels."""
+    from model_dirs import make_model_dir, random_bert_tensors, tiny_config
+
+    config = tiny_config(hidden_size=64, intermediate_size=256, num_attention_heads=4, num_hidden_layers=2)
+    return make_model_dir(tmp_path_factory.mktemp("small") / "model", model_dir, config=config,
+                          tensors=random_bert_tensors(config))

@@ -353,7 +353,7 @@ def test_quantize_usage_error(capsys):
     ([], "a command is required"),
     (["embed"], "give texts as arguments or --input"),
     (["embed", "a", "--input", "x.txt"], "not both"),
-    (["embed", "a", "--output", "x.txt"], ".npy, .jsonl or .csv"),
+    (["embed", "a", "--output", "x.txt"], ".npy, .jsonl, .csv or .parquet"),
     (["embed", "a", "--no-normalize"], "--no-normalize"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):

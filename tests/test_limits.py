@@ -72,7 +72,7 @@ def test_minilm_np_threads_values_that_work(monkeypatch):
     monkeypatch.setenv("MINILM_NP_THREADS", " 3 ")
     assert _threads.resolve_threads(None) == 3
     monkeypatch.setenv("MINILM_NP_THREADS", "")
-    assert _threads.resolve_threads(None) == _threads.cpu_count()
+    assert _threads.resolve_threads(None) == _threads.granted_threads()
     monkeypatch.setenv("MINILM_NP_THREADS", "nonsense")
     assert _threads.resolve_threads(np.int64(2)) == 2  # an explicit argument wins over the variable
 
