@@ -1,4 +1,5 @@
 """Text to token ids with the model's own tokenizer.json, as sentence-transformers does it."""
+import json
 import os
 import re
 import threading
@@ -13,10 +14,13 @@ CHARS_PER_TOKEN_WINDOW = 32
 MAX_PREFIX_CHARS = 1 << 20
 # str.strip()'s whitespace (re's \s is str.isspace() for str patterns).
 _LEADING_SPACE = re.compile(r"\s*")
+# Every character str.isspace() accepts, to ask the tokenizer whether leading whitespace yields tokens.
+_ALL_SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
 
 
 class TextTokenizer:
-    """WordPiece tokenisation without padding, truncated at ``max_seq_length`` (specials included).
+    """Text to token ids with the model's tokenizer.json (WordPiece, Unigram/SentencePiece or any
+    other), without padding, truncated at ``max_seq_length`` (special tokens included).
 
     Parameters
     ----------
@@ -24,19 +28,28 @@ class TextTokenizer:
         ``tokenizer.json`` of the model.
     max_seq_length : int
     do_lower_case : bool
-        Lower-case texts first (sentence_bert_config.json's flag).
+        Lower-case texts first (sentence_bert_config.json's flag): as sentence-transformers does
+        it, a ``Lowercase`` normaliser is put before the tokenizer's own unless it has one.
 
     Notes
     -----
-    Each text is stripped of surrounding whitespace, as sentence-transformers does. A very long
-    text is tokenised from a prefix just long enough to yield ``max_seq_length`` tokens that a
-    longer prefix could not change (the last two words of the prefix are not trusted), so a
-    100 MB text costs no more than a page; a text whose first :data:`MAX_PREFIX_CHARS`
-    characters do not hold enough words is tokenised from those characters alone. Lone
-    surrogates (``"\\ud800"``), which cannot be encoded as UTF-8 and which the tokenizers
-    library refuses, become U+FFFD, which BERT's normaliser then drops; a high and a low
-    surrogate in a row (UTF-16 decoded as code units) are joined into their character.
-    Thread-safe: encoding never changes tokenizer settings.
+    Texts reach the tokenizer as they are, not stripped, as sentence-transformers gives them:
+    for a Metaspace (SentencePiece) pre-tokeniser a whitespace-only text is a ``▁`` piece.
+
+    A very long text is tokenised from a prefix just long enough to yield ``max_seq_length``
+    tokens that a longer prefix could not change: the tokens before the last two
+    pre-tokeniser words of the prefix (words are tokenised one by one, and normalisation only
+    changes the text around the cut), so a 100 MB text costs no more than a page. A text
+    whose first :data:`MAX_PREFIX_CHARS` characters do not hold enough words (one unbroken
+    run, such as Chinese under a Metaspace pre-tokeniser) is tokenised from those characters
+    alone. Where the tokenizer drops leading whitespace (a WordPiece model's does) the prefix
+    starts after it, so a text of 100 MB of spaces and then words still gives those words.
+
+    Lone surrogates (``"\\ud800"``), which cannot be encoded as UTF-8 and which the tokenizers
+    library refuses, become U+FFFD, which the tokenizer then handles as it does that
+    character (BERT's normaliser drops it, a SentencePiece vocabulary makes it ``<unk>``); a
+    high and a low surrogate in a row (UTF-16 decoded as code units) are joined into their
+    character. Thread-safe: encoding never changes tokenizer settings.
     """
 
     def __init__(self, path: str, max_seq_length: int, do_lower_case: bool = False):
@@ -50,12 +63,20 @@ class TextTokenizer:
             raise ModelFileError(f"{path}: not a valid tokenizer file ({str(error)[:200]})") from None
         self.path = path
         self.do_lower_case = do_lower_case
+        if do_lower_case:
+            _lowercase_first(self.tokenizer)
+        self.pad_token_id = read_pad_token_id(path, self.tokenizer)  # before no_padding(): it may read the padding
         self.tokenizer.no_padding()
         # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which nothing here
         # reads: the bench corpus 0.11 -> 0.09 s (2 threads), same ids
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
         self._untruncated_copy = None
         self._copy_lock = threading.Lock()
+        self.special_tokens = self.tokenizer.num_special_tokens_to_add(False)
+        # Skipping leading whitespace before cutting a long text changes no id only where the
+        # tokenizer makes no token of it.
+        self._skips_leading_space = (self.tokenizer.encode(_ALL_SPACES + "a b", add_special_tokens=False).ids
+                                     == self.tokenizer.encode("a b", add_special_tokens=False).ids)
         self.max_seq_length = max_seq_length
 
     @property
@@ -63,7 +84,8 @@ class TextTokenizer:
         """A never-truncated copy, for the long-text path's whole prefixes.
 
         A copy spares toggling truncation on the shared tokenizer, which races when threads
-        share a model; it is made on first use because each tokenizer holds ~9 MiB.
+        share a model; it is made on first use because each tokenizer holds ~9 MiB
+        (a 250k-piece SentencePiece one more).
         """
         if self._untruncated_copy is None:
             from tokenizers import Tokenizer
@@ -90,33 +112,36 @@ class TextTokenizer:
         self.tokenizer.enable_truncation(value)
 
     def _prepare(self, text: str) -> str:
-        # Cut before any whole-text work (strip, lower, UTF-8 check) so that a 100 MB text is
-        # never copied; the regex finds where str.strip() would start without copying.
-        start = _LEADING_SPACE.match(text).end()
-        text = text[start:start + MAX_PREFIX_CHARS].rstrip()
-        if self.do_lower_case:
-            text = text.lower()
+        # Cut before any whole-text work (UTF-8 check) so that a 100 MB text is never copied;
+        # the regex finds where str.strip() would start without copying.
+        start = _LEADING_SPACE.match(text).end() if self._skips_leading_space else 0
+        if start or len(text) > MAX_PREFIX_CHARS:
+            text = text[start:start + MAX_PREFIX_CHARS]
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         return text
 
+    def _content_limit(self) -> int:
+        """Tokens of text a sequence holds: ``max_seq_length`` less the special tokens."""
+        return max(self._max_seq_length - self.special_tokens, 0)
+
     def _long_text_ids(self, text: str) -> np.ndarray:
-        need = self._max_seq_length - 2
-        cut = max(need, 1) * CHARS_PER_TOKEN_WINDOW  # never 0: max_seq_length 2 would loop forever
+        need = self._content_limit()
+        cut = max(need, 1) * CHARS_PER_TOKEN_WINDOW  # never 0: a limit of 0 tokens would loop forever
         while True:
             cut = min(cut, MAX_PREFIX_CHARS)
             prefix = text[:cut]
             if cut >= len(text) or cut == MAX_PREFIX_CHARS:
                 return np.asarray(self.tokenizer.encode(prefix).ids, dtype=np.int64)
-            encoding = self._untruncated.encode(prefix)
+            encoding = self._untruncated.encode(prefix, add_special_tokens=False)
             words = [w for w in encoding.word_ids if w is not None]
             if words:
                 trusted = sum(1 for w in words if w < words[-1] - 1)
                 if trusted >= need:
-                    ids = encoding.ids
-                    return np.asarray(ids[:need + 1] + ids[-1:], dtype=np.int64)
+                    # truncation and special tokens exactly as encode() applies them
+                    return np.asarray(self.tokenizer.post_process(encoding).ids, dtype=np.int64)
             cut *= 4
 
     def encode(self, texts) -> list:
@@ -128,10 +153,11 @@ class TextTokenizer:
 
         Returns
         -------
-        list of ndarray of int64, each ``(length,)`` with 2 <= length <= max_seq_length.
+        list of ndarray of int64, each ``(length,)`` with length <= max_seq_length (the special
+        tokens of the tokenizer's post-processor included: 2 for ``[CLS] ... [SEP]`` or ``<s> ... </s>``).
         """
         texts = [self._prepare(t) for t in texts]
-        limit = (self._max_seq_length - 2) * CHARS_PER_TOKEN_WINDOW
+        limit = max(self._content_limit(), 1) * CHARS_PER_TOKEN_WINDOW
         short = [i for i, t in enumerate(texts) if len(t) <= limit]
         out = [None] * len(texts)
         for i, encoding in zip(short, self._encode_batch([texts[i] for i in short])):
@@ -140,3 +166,31 @@ class TextTokenizer:
             if out[i] is None:
                 out[i] = self._long_text_ids(t)
         return out
+
+
+def _lowercase_first(tokenizer) -> None:
+    """Put a ``Lowercase`` normaliser before the tokenizer's own, unless it already has one:
+    sentence-transformers' ``do_lower_case`` (BERT's own lower-casing flag does not count)."""
+    from tokenizers.normalizers import Lowercase, Sequence
+
+    normalizer = tokenizer.normalizer
+    parts = list(normalizer) if isinstance(normalizer, Sequence) else [] if normalizer is None else [normalizer]
+    if not any(isinstance(part, Lowercase) for part in parts):
+        tokenizer.normalizer = Sequence([Lowercase()] + parts)
+
+
+def read_pad_token_id(path: str, tokenizer) -> int:
+    """Id of the padding token, as transformers pads: ``pad_token`` of tokenizer_config.json
+    (else special_tokens_map.json) next to ``path``, else tokenizer.json's padding id, else 0."""
+    folder = os.path.dirname(path)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                token = json.load(f).get("pad_token")
+        except (OSError, ValueError, AttributeError):
+            continue
+        token = token.get("content") if isinstance(token, dict) else token
+        if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
+            return tokenizer.token_to_id(token)
+    padding = tokenizer.padding
+    return int(padding["pad_id"]) if padding else 0
