@@ -178,20 +178,29 @@ def unigram_tokenizer(vocab_size: int = 2000, texts=None):
     return tokenizer
 
 
-def save_xlmr_tokenizer(directory, tokenizer, model_max_length: int = 512) -> None:
-    """Save ``tokenizer`` as transformers saves an XLM-R tokenizer (tokenizer.json,
-    tokenizer_config.json, special_tokens_map.json), so that ``AutoTokenizer`` loads it."""
-    from transformers import XLMRobertaTokenizerFast
+def save_xlmr_tokenizer(directory, tokenizer, model_max_length: int = 512, tokenizer_class: str = "file") -> None:
+    """Save ``tokenizer`` with transformers (tokenizer.json, tokenizer_config.json) with XLM-R's special tokens.
 
-    XLMRobertaTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-                            cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-                            model_max_length=model_max_length).save_pretrained(str(directory))
+    Parameters
+    ----------
+    tokenizer_class : {"file", "XLMRobertaTokenizer"}
+        ``"file"``: a generic fast tokenizer, which transformers loads from tokenizer.json as
+        written. ``"XLMRobertaTokenizer"``: transformers 5 rebuilds that class's pipeline (no
+        normaliser but a Precompiled one, WhitespaceSplit + Metaspace) and writes it, as a hub
+        XLM-R tokenizer is loaded and saved by transformers 5.
+    """
+    from transformers import PreTrainedTokenizerFast, XLMRobertaTokenizerFast
+
+    cls = {"file": PreTrainedTokenizerFast, "XLMRobertaTokenizer": XLMRobertaTokenizerFast}[tokenizer_class]
+    cls(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+        model_max_length=model_max_length).save_pretrained(str(directory))
 
 
 def save_random_sentence_model(directory, tokenizer, *, num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
                                intermediate_size=128, max_position_embeddings=128, max_seq_length=None,
                                pooling="mean", dense_out=None, normalize=False, prompts=None, do_lower_case=False,
-                               init_range=0.08, seed=0) -> str:
+                               tokenizer_class="file", init_range=0.08, seed=0) -> str:
     """A sentence-transformers directory of a random ``BertModel`` with ``tokenizer`` (XLM-R style).
 
     Saved by transformers and ``SentenceTransformer.save`` (safetensors), as a hub model is:
@@ -202,7 +211,7 @@ def save_random_sentence_model(directory, tokenizer, *, num_hidden_layers=2, hid
     Parameters
     ----------
     tokenizer : tokenizers.Tokenizer
-        E.g. :func:`unigram_tokenizer`; saved with :func:`save_xlmr_tokenizer`.
+        E.g. :func:`unigram_tokenizer`; saved with :func:`save_xlmr_tokenizer` (``tokenizer_class``).
     prompts : dict of str to str, optional
         config_sentence_transformers.json's ``prompts`` (e.g. ``{"query": "query: "}``).
     init_range : float
@@ -225,7 +234,7 @@ def save_random_sentence_model(directory, tokenizer, *, num_hidden_layers=2, hid
 
     directory = str(directory)
     bert_dir = os.path.join(directory, "_bert")
-    save_xlmr_tokenizer(bert_dir, tokenizer, model_max_length=max_position_embeddings)
+    save_xlmr_tokenizer(bert_dir, tokenizer, model_max_length=max_position_embeddings, tokenizer_class=tokenizer_class)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=hidden_size,
                         num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads,
@@ -250,4 +259,10 @@ def save_random_sentence_model(directory, tokenizer, *, num_hidden_layers=2, hid
     model = SentenceTransformer(modules=modules, device="cpu", prompts=prompts)
     model.save(directory)
     shutil.rmtree(bert_dir)
+    if do_lower_case:  # sentence-transformers 6 does not write the flag; the hub's files carry it here
+        path = os.path.join(directory, "sentence_bert_config.json")
+        with open(path, encoding="utf-8") as f:
+            st_config = json.load(f)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(dict(st_config, do_lower_case=True), f, indent=2)
     return directory

@@ -221,9 +221,12 @@ class RecordingTokenizer:
     def __init__(self, inner):
         self.inner, self.longest = inner, 0
 
-    def encode(self, text):
+    def encode(self, text, **kwargs):
         self.longest = max(self.longest, len(text))
-        return self.inner.encode(text)
+        return self.inner.encode(text, **kwargs)
+
+    def post_process(self, encoding):
+        return self.inner.post_process(encoding)
 
     def encode_batch(self, texts):
         self.longest = max([self.longest] + [len(t) for t in texts])
