@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import threading
 
 import numpy as np
 
@@ -49,7 +48,8 @@ class TextTokenizer:
     library refuses, become U+FFFD, which the tokenizer then handles as it does that
     character (BERT's normaliser drops it, a SentencePiece vocabulary makes it ``<unk>``); a
     high and a low surrogate in a row (UTF-16 decoded as code units) are joined into their
-    character. Thread-safe: encoding never changes tokenizer settings.
+    character. Thread-safe: encoding never changes tokenizer settings (the long-text path reads
+    the truncated tokens' overflow instead of switching truncation off).
     """
 
     def __init__(self, path: str, max_seq_length: int, do_lower_case: bool = False):
@@ -70,32 +70,12 @@ class TextTokenizer:
         # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which nothing here
         # reads: the bench corpus 0.11 -> 0.09 s (2 threads), same ids
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
-        self._untruncated_copy = None
-        self._copy_lock = threading.Lock()
         self.special_tokens = self.tokenizer.num_special_tokens_to_add(False)
         # Skipping leading whitespace before cutting a long text changes no id only where the
         # tokenizer makes no token of it.
         self._skips_leading_space = (self.tokenizer.encode(_ALL_SPACES + "a b", add_special_tokens=False).ids
                                      == self.tokenizer.encode("a b", add_special_tokens=False).ids)
         self.max_seq_length = max_seq_length
-
-    @property
-    def _untruncated(self):
-        """A never-truncated copy, for the long-text path's whole prefixes.
-
-        A copy spares toggling truncation on the shared tokenizer, which races when threads
-        share a model; it is made on first use because each tokenizer holds ~9 MiB
-        (a 250k-piece SentencePiece one more).
-        """
-        if self._untruncated_copy is None:
-            from tokenizers import Tokenizer
-
-            with self._copy_lock:
-                if self._untruncated_copy is None:
-                    copy = Tokenizer.from_str(self.tokenizer.to_str())
-                    copy.no_truncation()
-                    self._untruncated_copy = copy
-        return self._untruncated_copy
 
     @property
     def vocab_size(self) -> int:
@@ -135,10 +115,14 @@ class TextTokenizer:
             prefix = text[:cut]
             if cut >= len(text) or cut == MAX_PREFIX_CHARS:
                 return np.asarray(self.tokenizer.encode(prefix).ids, dtype=np.int64)
-            encoding = self._untruncated.encode(prefix, add_special_tokens=False)
-            words = [w for w in encoding.word_ids if w is not None]
-            if words:
-                trusted = sum(1 for w in words if w < words[-1] - 1)
+            # Without special tokens, truncation keeps max_seq_length tokens and hands the rest
+            # over as overflowing pieces, whose word ids say where the prefix's last word is
+            # (no untruncated copy of the tokenizer: a 250k-piece one holds ~140 MiB).
+            encoding = self.tokenizer.encode(prefix, add_special_tokens=False)
+            tail = encoding.overflowing[-1] if encoding.overflowing else encoding
+            last = max((w for w in tail.word_ids if w is not None), default=None)
+            if last is not None:
+                trusted = sum(1 for w in encoding.word_ids if w is not None and w < last - 1)
                 if trusted >= need:
                     # truncation and special tokens exactly as encode() applies them
                     return np.asarray(self.tokenizer.post_process(encoding).ids, dtype=np.int64)
