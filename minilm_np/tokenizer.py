@@ -13,6 +13,10 @@ CHARS_PER_TOKEN_WINDOW = 32
 MAX_PREFIX_CHARS = 1 << 20
 # str.strip()'s whitespace (re's \s is str.isspace() for str patterns).
 _LEADING_SPACE = re.compile(r"\s*")
+# tokenizer_config.json classes whose pipeline transformers 5 builds itself from tokenizer.json's
+# vocabulary, keeping only a Precompiled normaliser (transformers/models/xlm_roberta/
+# tokenization_xlm_roberta.py); sentence-transformers 6 tokenises with that pipeline.
+SENTENCEPIECE_CLASSES = ("XLMRobertaTokenizer", "XLMRobertaTokenizerFast")
 # Every character str.isspace() accepts, to ask the tokenizer whether leading whitespace yields tokens.
 _ALL_SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
 
@@ -63,6 +67,7 @@ class TextTokenizer:
             raise ModelFileError(f"{path}: not a valid tokenizer file ({str(error)[:200]})") from None
         self.path = path
         self.do_lower_case = do_lower_case
+        _pipeline_as_transformers_builds_it(self.tokenizer, os.path.dirname(path))
         if do_lower_case:
             _lowercase_first(self.tokenizer)
         self.pad_token_id = read_pad_token_id(path, self.tokenizer)  # before no_padding(): it may read the padding
@@ -150,6 +155,38 @@ class TextTokenizer:
             if out[i] is None:
                 out[i] = self._long_text_ids(t)
         return out
+
+
+def _read_tokenizer_config(folder: str) -> dict:
+    """tokenizer_config.json next to tokenizer.json as a dict ({} when absent or unreadable)."""
+    try:
+        with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _pipeline_as_transformers_builds_it(tokenizer, folder: str) -> None:
+    """For an XLM-R tokenizer class, the normaliser and pre-tokeniser transformers 5 gives it.
+
+    transformers 5 does not take these from tokenizer.json: it keeps the file's ``Precompiled``
+    normaliser (SentencePiece's character map) and nothing else of it, and pre-tokenises with
+    ``WhitespaceSplit`` then ``Metaspace``, as SentencePiece itself collapses whitespace. A file
+    written by an older transformers often says ``Metaspace`` alone, which would keep whitespace
+    runs as ``▁`` pieces that sentence-transformers 6 never sees.
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    config = _read_tokenizer_config(folder)
+    if config.get("tokenizer_class") not in SENTENCEPIECE_CLASSES:
+        return
+    normalizer = tokenizer.normalizer
+    parts = list(normalizer) if isinstance(normalizer, normalizers.Sequence) else [normalizer]
+    tokenizer.normalizer = next((p for p in parts if isinstance(p, normalizers.Precompiled)), None)
+    prepend = "always" if config.get("add_prefix_space", True) else "never"
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)])
 
 
 def _lowercase_first(tokenizer) -> None:

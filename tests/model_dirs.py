@@ -183,18 +183,22 @@ def save_xlmr_tokenizer(directory, tokenizer, model_max_length: int = 512, token
 
     Parameters
     ----------
-    tokenizer_class : {"file", "XLMRobertaTokenizer"}
+    tokenizer_class : {"file", "XLMRobertaTokenizer", "XLMRobertaTokenizer+file"}
         ``"file"``: a generic fast tokenizer, which transformers loads from tokenizer.json as
         written. ``"XLMRobertaTokenizer"``: transformers 5 rebuilds that class's pipeline (no
         normaliser but a Precompiled one, WhitespaceSplit + Metaspace) and writes it, as a hub
-        XLM-R tokenizer is loaded and saved by transformers 5.
+        XLM-R tokenizer is loaded and saved by transformers 5. ``"XLMRobertaTokenizer+file"``:
+        that class, but tokenizer.json keeps ``tokenizer``'s own pipeline, as in a hub file
+        written by an older transformers (transformers 5 still rebuilds it when loading).
     """
     from transformers import PreTrainedTokenizerFast, XLMRobertaTokenizerFast
 
-    cls = {"file": PreTrainedTokenizerFast, "XLMRobertaTokenizer": XLMRobertaTokenizerFast}[tokenizer_class]
+    cls = PreTrainedTokenizerFast if tokenizer_class == "file" else XLMRobertaTokenizerFast
     cls(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
         unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
         model_max_length=model_max_length).save_pretrained(str(directory))
+    if tokenizer_class.endswith("+file"):
+        tokenizer.save(os.path.join(str(directory), "tokenizer.json"))
 
 
 def save_random_sentence_model(directory, tokenizer, *, num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
@@ -259,6 +263,8 @@ def save_random_sentence_model(directory, tokenizer, *, num_hidden_layers=2, hid
     model = SentenceTransformer(modules=modules, device="cpu", prompts=prompts)
     model.save(directory)
     shutil.rmtree(bert_dir)
+    if tokenizer_class.endswith("+file"):  # saving wrote transformers' rebuilt pipeline
+        tokenizer.save(os.path.join(directory, "tokenizer.json"))
     if do_lower_case:  # sentence-transformers 6 does not write the flag; the hub's files carry it here
         path = os.path.join(directory, "sentence_bert_config.json")
         with open(path, encoding="utf-8") as f:

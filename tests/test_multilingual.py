@@ -5,8 +5,9 @@ multilingual-e5-small) are BERT with XLM-R's tokenizer: a Unigram model, a Metas
 pre-tokeniser and ``<s>``/``</s>``/``<pad>``/``<unk>``. Each case here trains such a tokenizer on
 ``tests/data/multilingual_sample.txt`` (:func:`model_dirs.unigram_tokenizer`: NFKC, Metaspace),
 saves a random BERT with it through transformers and sentence-transformers (as a generic
-tokenizer, loaded from tokenizer.json as written, or as transformers 5 saves an
-XLMRobertaTokenizer: its own WhitespaceSplit + Metaspace pipeline), and checks minilm-np against
+tokenizer, loaded from tokenizer.json as written; as transformers 5 saves an XLMRobertaTokenizer,
+its own WhitespaceSplit + Metaspace pipeline; or as an XLMRobertaTokenizer whose tokenizer.json
+says otherwise, like a hub file written by an older transformers, which transformers 5 rebuilds), and checks minilm-np against
 ``sentence_transformers.SentenceTransformer`` on the same directory: the same token ids (padded
 as it pads), vectors within 1e-5, prompts, lower-casing, long texts and the int8 modes.
 """
@@ -59,6 +60,11 @@ CASES = {
                                       intermediate_size=192, max_position_embeddings=64, max_seq_length=24,
                                       pooling="cls", dense_out=48, normalize=True, do_lower_case=True,
                                       tokenizer_class="XLMRobertaTokenizer", seed=2),
+    # tokenizer.json with NFKC + Metaspace alone, tokenizer_config.json saying XLMRobertaTokenizer:
+    # transformers 5 rebuilds the pipeline (no normaliser, WhitespaceSplit + Metaspace) and so must we
+    "mean-xlmr-older-file": dict(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                                 max_position_embeddings=64, max_seq_length=32, pooling="mean",
+                                 tokenizer_class="XLMRobertaTokenizer+file", seed=3),
 }
 
 
