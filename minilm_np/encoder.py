@@ -193,7 +193,7 @@ class SentenceTransformer:
 
     @property
     def max_seq_length(self) -> int:
-        """Tokens per text after truncation, [CLS] and [SEP] included."""
+        """Tokens per text after truncation, the special tokens (``[CLS]``/``[SEP]``, ``<s>``/``</s>``) included."""
         return self._tokenizer.max_seq_length
 
     @max_seq_length.setter
@@ -223,7 +223,8 @@ class SentenceTransformer:
         Returns
         -------
         dict with ``input_ids``, ``attention_mask``, ``token_type_ids``: int64 ``(n, max_len)``,
-        padded on the right with 0 to the longest text, truncated at ``max_seq_length``.
+        padded on the right to the longest text (``input_ids`` with the tokenizer's padding
+        token, ``[PAD]`` 0 or ``<pad>`` 1; the others with 0), truncated at ``max_seq_length``.
 
         Notes
         -----
@@ -231,7 +232,7 @@ class SentenceTransformer:
         """
         ids = self._tokenizer.encode(list(_texts([texts] if isinstance(texts, str) else texts)))
         width = max((len(i) for i in ids), default=0)
-        input_ids = np.zeros((len(ids), width), np.int64)
+        input_ids = np.full((len(ids), width), self._tokenizer.pad_token_id, np.int64)
         mask = np.zeros((len(ids), width), np.int64)
         for row, seq in enumerate(ids):
             input_ids[row, :len(seq)] = seq

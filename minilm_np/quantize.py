@@ -57,6 +57,8 @@ FORMAT = "minilm-np-int8/1"
 """``__metadata__["format"]`` of a quantised model.safetensors."""
 
 LINEAR_FIELDS = ("qkv_weight", "attn_out_weight", "ffn_in_weight", "ffn_out_weight")
+# Rows of a float32 embedding table quantised at once (16 MiB of float32 rows at 1,024 wide).
+TABLE_BLOCK_ROWS = 4096
 # tensor-name prefix of each linear in a quantised file (qkv is stored stacked)
 LINEAR_NAMES = {"qkv_weight": "attention.self.qkv", "attn_out_weight": "attention.output.dense",
                 "ffn_in_weight": "intermediate.dense", "ffn_out_weight": "output.dense"}
@@ -364,9 +366,19 @@ class QuantizedTable:
 
     @classmethod
     def from_float(cls, table, backend=None):
-        """Quantise a float32 ``(V, H)`` table row by row."""
-        q, scale, _, _ = quantize_matrix(table)
-        return cls(q, scale, backend)
+        """Quantise a float32 ``(V, H)`` table (an array or a ``weights.FileTable``) row by row.
+
+        A block of :data:`TABLE_BLOCK_ROWS` rows at a time, whose mapped pages are released
+        after it: a 250,000-row table never has more than a block of float32 rows in memory.
+        """
+        source = getattr(table, "array", table)
+        qweight = np.empty(source.shape, np.int8)
+        scale = np.empty(source.shape[0], np.float32)
+        for start in range(0, source.shape[0], TABLE_BLOCK_ROWS):
+            block = source[start:start + TABLE_BLOCK_ROWS]
+            qweight[start:start + len(block)], scale[start:start + len(block)], _, _ = quantize_matrix(block)
+            release_pages(block)
+        return cls(qweight, scale, backend)
 
     @property
     def size(self):
@@ -482,7 +494,7 @@ def quantize_weights(weights: Weights, mode, calibration, backend=None) -> Weigh
         biases and LayerNorm parameters unchanged (float32 vectors).
     """
     check_mode(mode)
-    if not isinstance(weights.word_embeddings, np.ndarray):
+    if isinstance(weights.word_embeddings, QuantizedTable):
         raise ValueError("the weights are already quantized")
     layers = []
     for layer, stats in zip(weights.layers, calibration):

@@ -1,7 +1,7 @@
 """Text to token ids with the model's own tokenizer.json, as sentence-transformers does it."""
+import json
 import os
 import re
-import threading
 
 import numpy as np
 
@@ -13,10 +13,17 @@ CHARS_PER_TOKEN_WINDOW = 32
 MAX_PREFIX_CHARS = 1 << 20
 # str.strip()'s whitespace (re's \s is str.isspace() for str patterns).
 _LEADING_SPACE = re.compile(r"\s*")
+# tokenizer_config.json classes whose pipeline transformers 5 builds itself from tokenizer.json's
+# vocabulary, keeping only a Precompiled normaliser (transformers/models/xlm_roberta/
+# tokenization_xlm_roberta.py); sentence-transformers 6 tokenises with that pipeline.
+SENTENCEPIECE_CLASSES = ("XLMRobertaTokenizer", "XLMRobertaTokenizerFast")
+# Every character str.isspace() accepts, to ask the tokenizer whether leading whitespace yields tokens.
+_ALL_SPACES = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
 
 
 class TextTokenizer:
-    """WordPiece tokenisation without padding, truncated at ``max_seq_length`` (specials included).
+    """Text to token ids with the model's tokenizer.json (WordPiece, Unigram/SentencePiece or any
+    other), without padding, truncated at ``max_seq_length`` (special tokens included).
 
     Parameters
     ----------
@@ -24,19 +31,29 @@ class TextTokenizer:
         ``tokenizer.json`` of the model.
     max_seq_length : int
     do_lower_case : bool
-        Lower-case texts first (sentence_bert_config.json's flag).
+        Lower-case texts first (sentence_bert_config.json's flag): as sentence-transformers does
+        it, a ``Lowercase`` normaliser is put before the tokenizer's own unless it has one.
 
     Notes
     -----
-    Each text is stripped of surrounding whitespace, as sentence-transformers does. A very long
-    text is tokenised from a prefix just long enough to yield ``max_seq_length`` tokens that a
-    longer prefix could not change (the last two words of the prefix are not trusted), so a
-    100 MB text costs no more than a page; a text whose first :data:`MAX_PREFIX_CHARS`
-    characters do not hold enough words is tokenised from those characters alone. Lone
-    surrogates (``"\\ud800"``), which cannot be encoded as UTF-8 and which the tokenizers
-    library refuses, become U+FFFD, which BERT's normaliser then drops; a high and a low
-    surrogate in a row (UTF-16 decoded as code units) are joined into their character.
-    Thread-safe: encoding never changes tokenizer settings.
+    Texts reach the tokenizer as they are, not stripped, as sentence-transformers gives them:
+    for a Metaspace (SentencePiece) pre-tokeniser a whitespace-only text is a ``▁`` piece.
+
+    A very long text is tokenised from a prefix just long enough to yield ``max_seq_length``
+    tokens that a longer prefix could not change: the tokens before the last two
+    pre-tokeniser words of the prefix (words are tokenised one by one, and normalisation only
+    changes the text around the cut), so a 100 MB text costs no more than a page. A text
+    whose first :data:`MAX_PREFIX_CHARS` characters do not hold enough words (one unbroken
+    run, such as Chinese under a Metaspace pre-tokeniser) is tokenised from those characters
+    alone. Where the tokenizer drops leading whitespace (a WordPiece model's does) the prefix
+    starts after it, so a text of 100 MB of spaces and then words still gives those words.
+
+    Lone surrogates (``"\\ud800"``), which cannot be encoded as UTF-8 and which the tokenizers
+    library refuses, become U+FFFD, which the tokenizer then handles as it does that
+    character (BERT's normaliser drops it, a SentencePiece vocabulary makes it ``<unk>``); a
+    high and a low surrogate in a row (UTF-16 decoded as code units) are joined into their
+    character. Thread-safe: encoding never changes tokenizer settings (the long-text path reads
+    the truncated tokens' overflow instead of switching truncation off).
     """
 
     def __init__(self, path: str, max_seq_length: int, do_lower_case: bool = False):
@@ -50,30 +67,20 @@ class TextTokenizer:
             raise ModelFileError(f"{path}: not a valid tokenizer file ({str(error)[:200]})") from None
         self.path = path
         self.do_lower_case = do_lower_case
+        _pipeline_as_transformers_builds_it(self.tokenizer, os.path.dirname(path))
+        if do_lower_case:
+            _lowercase_first(self.tokenizer)
+        self.pad_token_id = read_pad_token_id(path, self.tokenizer)  # before no_padding(): it may read the padding
         self.tokenizer.no_padding()
         # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which nothing here
         # reads: the bench corpus 0.11 -> 0.09 s (2 threads), same ids
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
-        self._untruncated_copy = None
-        self._copy_lock = threading.Lock()
+        self.special_tokens = self.tokenizer.num_special_tokens_to_add(False)
+        # Skipping leading whitespace before cutting a long text changes no id only where the
+        # tokenizer makes no token of it.
+        self._skips_leading_space = (self.tokenizer.encode(_ALL_SPACES + "a b", add_special_tokens=False).ids
+                                     == self.tokenizer.encode("a b", add_special_tokens=False).ids)
         self.max_seq_length = max_seq_length
-
-    @property
-    def _untruncated(self):
-        """A never-truncated copy, for the long-text path's whole prefixes.
-
-        A copy spares toggling truncation on the shared tokenizer, which races when threads
-        share a model; it is made on first use because each tokenizer holds ~9 MiB.
-        """
-        if self._untruncated_copy is None:
-            from tokenizers import Tokenizer
-
-            with self._copy_lock:
-                if self._untruncated_copy is None:
-                    copy = Tokenizer.from_str(self.tokenizer.to_str())
-                    copy.no_truncation()
-                    self._untruncated_copy = copy
-        return self._untruncated_copy
 
     @property
     def vocab_size(self) -> int:
@@ -90,33 +97,40 @@ class TextTokenizer:
         self.tokenizer.enable_truncation(value)
 
     def _prepare(self, text: str) -> str:
-        # Cut before any whole-text work (strip, lower, UTF-8 check) so that a 100 MB text is
-        # never copied; the regex finds where str.strip() would start without copying.
-        start = _LEADING_SPACE.match(text).end()
-        text = text[start:start + MAX_PREFIX_CHARS].rstrip()
-        if self.do_lower_case:
-            text = text.lower()
+        # Cut before any whole-text work (UTF-8 check) so that a 100 MB text is never copied;
+        # the regex finds where str.strip() would start without copying.
+        start = _LEADING_SPACE.match(text).end() if self._skips_leading_space else 0
+        if start or len(text) > MAX_PREFIX_CHARS:
+            text = text[start:start + MAX_PREFIX_CHARS]
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         return text
 
+    def _content_limit(self) -> int:
+        """Tokens of text a sequence holds: ``max_seq_length`` less the special tokens."""
+        return max(self._max_seq_length - self.special_tokens, 0)
+
     def _long_text_ids(self, text: str) -> np.ndarray:
-        need = self._max_seq_length - 2
-        cut = max(need, 1) * CHARS_PER_TOKEN_WINDOW  # never 0: max_seq_length 2 would loop forever
+        need = self._content_limit()
+        cut = max(need, 1) * CHARS_PER_TOKEN_WINDOW  # never 0: a limit of 0 tokens would loop forever
         while True:
             cut = min(cut, MAX_PREFIX_CHARS)
             prefix = text[:cut]
             if cut >= len(text) or cut == MAX_PREFIX_CHARS:
                 return np.asarray(self.tokenizer.encode(prefix).ids, dtype=np.int64)
-            encoding = self._untruncated.encode(prefix)
-            words = [w for w in encoding.word_ids if w is not None]
-            if words:
-                trusted = sum(1 for w in words if w < words[-1] - 1)
+            # Without special tokens, truncation keeps max_seq_length tokens and hands the rest
+            # over as overflowing pieces, whose word ids say where the prefix's last word is
+            # (no untruncated copy of the tokenizer: a 250k-piece one holds ~140 MiB).
+            encoding = self.tokenizer.encode(prefix, add_special_tokens=False)
+            tail = encoding.overflowing[-1] if encoding.overflowing else encoding
+            last = max((w for w in tail.word_ids if w is not None), default=None)
+            if last is not None:
+                trusted = sum(1 for w in encoding.word_ids if w is not None and w < last - 1)
                 if trusted >= need:
-                    ids = encoding.ids
-                    return np.asarray(ids[:need + 1] + ids[-1:], dtype=np.int64)
+                    # truncation and special tokens exactly as encode() applies them
+                    return np.asarray(self.tokenizer.post_process(encoding).ids, dtype=np.int64)
             cut *= 4
 
     def encode(self, texts, parallel=True) -> list:
@@ -132,10 +146,11 @@ class TextTokenizer:
 
         Returns
         -------
-        list of ndarray of int64, each ``(length,)`` with 2 <= length <= max_seq_length.
+        list of ndarray of int64, each ``(length,)`` with length <= max_seq_length (the special
+        tokens of the tokenizer's post-processor included: 2 for ``[CLS] ... [SEP]`` or ``<s> ... </s>``).
         """
         texts = [self._prepare(t) for t in texts]
-        limit = (self._max_seq_length - 2) * CHARS_PER_TOKEN_WINDOW
+        limit = max(self._content_limit(), 1) * CHARS_PER_TOKEN_WINDOW
         short = [i for i, t in enumerate(texts) if len(t) <= limit]
         out = [None] * len(texts)
         batch = [texts[i] for i in short]
@@ -148,6 +163,66 @@ class TextTokenizer:
         return out
 
     def untruncated_length(self, text: str) -> int:
-        """Tokens in ``text`` without truncation ([CLS] and [SEP] included), of its first
-        :data:`MAX_PREFIX_CHARS` characters."""
-        return len(self._untruncated.encode(self._prepare(text)).ids)
+        """Tokens in ``text`` without truncation (the special tokens included), of its first
+        :data:`MAX_PREFIX_CHARS` characters: the truncated tokens and their overflow."""
+        encoding = self.tokenizer.encode(self._prepare(text), add_special_tokens=False)
+        return len(encoding.ids) + sum(len(piece.ids) for piece in encoding.overflowing) + self.special_tokens
+
+def _read_tokenizer_config(folder: str) -> dict:
+    """tokenizer_config.json next to tokenizer.json as a dict ({} when absent or unreadable)."""
+    try:
+        with open(os.path.join(folder, "tokenizer_config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _pipeline_as_transformers_builds_it(tokenizer, folder: str) -> None:
+    """For an XLM-R tokenizer class, the normaliser and pre-tokeniser transformers 5 gives it.
+
+    transformers 5 does not take these from tokenizer.json: it keeps the file's ``Precompiled``
+    normaliser (SentencePiece's character map) and nothing else of it, and pre-tokenises with
+    ``WhitespaceSplit`` then ``Metaspace``, as SentencePiece itself collapses whitespace. A file
+    written by an older transformers often says ``Metaspace`` alone, which would keep whitespace
+    runs as ``▁`` pieces that sentence-transformers 6 never sees.
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    config = _read_tokenizer_config(folder)
+    if config.get("tokenizer_class") not in SENTENCEPIECE_CLASSES:
+        return
+    normalizer = tokenizer.normalizer
+    parts = list(normalizer) if isinstance(normalizer, normalizers.Sequence) else [normalizer]
+    tokenizer.normalizer = next((p for p in parts if isinstance(p, normalizers.Precompiled)), None)
+    prepend = "always" if config.get("add_prefix_space", True) else "never"
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend)])
+
+
+def _lowercase_first(tokenizer) -> None:
+    """Put a ``Lowercase`` normaliser before the tokenizer's own, unless it already has one:
+    sentence-transformers' ``do_lower_case`` (BERT's own lower-casing flag does not count)."""
+    from tokenizers.normalizers import Lowercase, Sequence
+
+    normalizer = tokenizer.normalizer
+    parts = list(normalizer) if isinstance(normalizer, Sequence) else [] if normalizer is None else [normalizer]
+    if not any(isinstance(part, Lowercase) for part in parts):
+        tokenizer.normalizer = Sequence([Lowercase()] + parts)
+
+
+def read_pad_token_id(path: str, tokenizer) -> int:
+    """Id of the padding token, as transformers pads: ``pad_token`` of tokenizer_config.json
+    (else special_tokens_map.json) next to ``path``, else tokenizer.json's padding id, else 0."""
+    folder = os.path.dirname(path)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                token = json.load(f).get("pad_token")
+        except (OSError, ValueError, AttributeError):
+            continue
+        token = token.get("content") if isinstance(token, dict) else token
+        if isinstance(token, str) and tokenizer.token_to_id(token) is not None:
+            return tokenizer.token_to_id(token)
+    padding = tokenizer.padding
+    return int(padding["pad_id"]) if padding else 0

@@ -1,12 +1,12 @@
 """Model weights: the expected tensors of a BERT encoder, checked and arranged for the forward pass."""
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .config import Config
 from .errors import ModelFileError
-from .safetensors_io import read_safetensors, release_pages
+from .safetensors_io import open_row_file, read_safetensors, release_pages
 
 # Tensors a BERT checkpoint may carry that the sentence encoder does not use.
 IGNORED_PREFIXES = ("pooler.", "cls.", "embeddings.position_ids")
@@ -37,8 +37,9 @@ class LayerWeights:
 
 @dataclass(frozen=True)
 class Weights:
-    """All weights of the encoder; the tables are read-only views of the memory-mapped file."""
-    word_embeddings: np.ndarray      # (vocab, hidden)
+    """All weights of the encoder; the tables are read-only views of the memory-mapped file, the
+    vocabulary table a :class:`FileTable` over it where the platform can read rows from the file."""
+    word_embeddings: np.ndarray      # (vocab, hidden), or a FileTable / quantize.QuantizedTable
     position_embeddings: np.ndarray  # (max_positions, hidden)
     type_embeddings: np.ndarray      # (type_vocab, hidden)
     embed_norm_gamma: np.ndarray
@@ -151,7 +152,59 @@ def load_weights(model_dir: str, config: Config, pack=False) -> Weights:
     tensors, _ = read_safetensors(path)
     tensors = strip_prefix(tensors)
     check_tensors(tensors, expected_tensors(config), path)
-    return arrange(tensors, config, PackedLinear if pack else gemm_layout)
+    weights = arrange(tensors, config, PackedLinear if pack else gemm_layout)
+    row_file = open_row_file(path, weights.word_embeddings)
+    if row_file is None:
+        return weights
+    return replace(weights, word_embeddings=FileTable(weights.word_embeddings, row_file))
+
+
+class FileTable:
+    """A float32 embedding table left in its file: :meth:`rows` reads the rows a batch uses.
+
+    A 250,000-row vocabulary table (366 MiB at 384 wide) then costs the process no resident
+    memory: reading rows through the mapping would leave every page (and, where the kernel
+    caches the file in large folios, its neighbours) resident, growing with the vocabulary a
+    corpus uses (see :class:`~minilm_np.safetensors_io.RowFile`).
+
+    Parameters
+    ----------
+    array : ndarray of float32, (V, H)
+        The mapped table, for whole-table work (quantisation reads it a block of rows at a time).
+    row_file : minilm_np.safetensors_io.RowFile
+        Where ``array`` lies in its file.
+    """
+
+    def __init__(self, array, row_file):
+        self.array = array
+        self.row_file = row_file
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+
+    @property
+    def size(self):
+        return self.shape[0] * self.shape[1]
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        return f"FileTable(shape={self.shape}, path={self.row_file.path!r})"
+
+    def rows(self, ids):
+        """Rows ``table[ids]``: float32 ``(len(ids), H)``, each distinct row read once.
+
+        Raises
+        ------
+        IndexError
+            An id is outside the table.
+        """
+        ids = np.ascontiguousarray(ids, np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.shape[0]):
+            bad = ids[(ids < 0) | (ids >= self.shape[0])][0]
+            raise IndexError(f"index {bad} is out of range for an embedding table of {self.shape[0]} rows")
+        needed, where = np.unique(ids, return_inverse=True)
+        return self.row_file.read(needed)[where.reshape(-1)]
 
 
 def load_quantized_weights(model_dir: str, config: Config) -> Weights:

@@ -111,23 +111,35 @@ LONG_TEXT = st.lists(st.one_of(st.sampled_from(WORDS), ANY_TEXT.map(lambda t: t[
                      max_size=150).map(" ".join)
 
 
+@pytest.fixture(scope="module", params=["wordpiece", "unigram"])
+def tokenizer_file(request, model_dir, tmp_path_factory):
+    """The default model's WordPiece tokenizer.json, or an XLM-R-style SentencePiece one (NFKC, Metaspace)."""
+    if request.param == "wordpiece":
+        return os.path.join(model_dir, "tokenizer.json")
+    from model_dirs import unigram_tokenizer
+
+    path = str(tmp_path_factory.mktemp("unigram") / "tokenizer.json")
+    unigram_tokenizer().save(path)
+    return path
+
+
 @pytest.fixture(scope="module")
-def reference_tokenizer(model_dir):
+def reference_tokenizer(tokenizer_file):
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(tokenizer_file)
     tokenizer.no_padding()  # the file asks for padding to 128; sentence-transformers pads per batch
     return tokenizer
 
 
 @pytest.fixture(scope="module")
-def text_tokenizers(model_dir):
+def text_tokenizers(tokenizer_file):
     """TextTokenizer by max_seq_length, built once each."""
     cache = {}
 
     def get(max_seq_length):
         if max_seq_length not in cache:
-            cache[max_seq_length] = TextTokenizer(os.path.join(model_dir, "tokenizer.json"), max_seq_length)
+            cache[max_seq_length] = TextTokenizer(tokenizer_file, max_seq_length)
         return cache[max_seq_length]
 
     return get
@@ -139,9 +151,9 @@ def test_the_long_text_prefix_gives_the_full_texts_truncated_ids(text_tokenizers
                                                                  max_seq_length):
     """Texts past ``(max_seq_length - 2) * 32`` characters are tokenised from a prefix; the ids
     must be those of the whole text truncated, whatever sits at the cut (combining marks, CJK,
-    surrogates, punctuation)."""
+    surrogates, punctuation, whitespace runs), for a WordPiece and a SentencePiece tokenizer."""
     (got,) = text_tokenizers(max_seq_length).encode([text])
-    whole = text.strip().encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    whole = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     reference_tokenizer.enable_truncation(max_seq_length)
     assert got.tolist() == reference_tokenizer.encode(whole).ids
 
