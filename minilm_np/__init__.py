@@ -5,10 +5,11 @@
 >>> model.encode(["A sentence.", "Another one."]).shape
 (2, 384)
 """
+from .cross_encoder import CrossEncoder
 from .encoder import SentenceTransformer, load
 from .errors import ModelFileError, ModelNotFoundError, UnsupportedModelError
 from .util import cos_sim, dot_score
 
 __version__ = "0.1.0"
-__all__ = ["load", "SentenceTransformer", "cos_sim", "dot_score", "ModelFileError", "ModelNotFoundError",
-           "UnsupportedModelError", "__version__"]
+__all__ = ["load", "SentenceTransformer", "CrossEncoder", "cos_sim", "dot_score", "ModelFileError",
+           "ModelNotFoundError", "UnsupportedModelError", "__version__"]

@@ -102,22 +102,32 @@ class TextTokenizer:
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         return text
 
-    def _long_text_ids(self, text: str) -> np.ndarray:
-        need = self._max_seq_length - 2
+    def _trusted_prefix(self, text: str, need: int = 0):
+        """``(prefix, encoding)``: a prefix of ``text`` whose first ``max(need, max_seq_length - 2)``
+        tokens are the text's own, and its untruncated encoding (None when the prefix is cut at
+        :data:`MAX_PREFIX_CHARS` or is the whole text)."""
+        need = max(need, self._max_seq_length - 2)
         cut = max(need, 1) * CHARS_PER_TOKEN_WINDOW  # never 0: max_seq_length 2 would loop forever
         while True:
             cut = min(cut, MAX_PREFIX_CHARS)
             prefix = text[:cut]
             if cut >= len(text) or cut == MAX_PREFIX_CHARS:
-                return np.asarray(self.tokenizer.encode(prefix).ids, dtype=np.int64)
+                return prefix, None
             encoding = self._untruncated.encode(prefix)
             words = [w for w in encoding.word_ids if w is not None]
             if words:
                 trusted = sum(1 for w in words if w < words[-1] - 1)
                 if trusted >= need:
-                    ids = encoding.ids
-                    return np.asarray(ids[:need + 1] + ids[-1:], dtype=np.int64)
+                    return prefix, encoding
             cut *= 4
+
+    def _long_text_ids(self, text: str) -> np.ndarray:
+        prefix, encoding = self._trusted_prefix(text)
+        if encoding is None:
+            return np.asarray(self.tokenizer.encode(prefix).ids, dtype=np.int64)
+        ids = encoding.ids
+        need = self._max_seq_length - 2
+        return np.asarray(ids[:need + 1] + ids[-1:], dtype=np.int64)
 
     def encode(self, texts) -> list:
         """Token ids of each text.
@@ -140,3 +150,34 @@ class TextTokenizer:
             if out[i] is None:
                 out[i] = self._long_text_ids(t)
         return out
+
+    def encode_pairs(self, pairs) -> tuple:
+        """Token ids and token types of sentence pairs, ``[CLS] a [SEP] b [SEP]``.
+
+        Truncated ``longest_first`` to ``max_seq_length`` as transformers' tokenizer does (the
+        longer side loses a token at a time). When one side is long and the other is not, the
+        long one is replaced by a prefix holding more of its own tokens than ``max_seq_length``
+        and than the other side has characters (so more than it has tokens: which side is
+        longer decides which keeps an odd token), which truncation cuts the same way; when both
+        are long, both are tokenised whole (up to :data:`MAX_PREFIX_CHARS` each).
+
+        Parameters
+        ----------
+        pairs : list of (str, str)
+
+        Returns
+        -------
+        ids, types : lists of ndarray of int64, each ``(length,)`` with length <= max_seq_length;
+            types are 0 through the first [SEP] and 1 after.
+        """
+        limit = (self._max_seq_length - 2) * CHARS_PER_TOKEN_WINDOW
+        prepared = []
+        for a, b in pairs:
+            a, b = self._prepare(a), self._prepare(b)
+            if (len(a) > limit) != (len(b) > limit):
+                a, b = (t if len(t) <= limit else self._trusted_prefix(t, len(other) + 1)[0]
+                        for t, other in ((a, b), (b, a)))
+            prepared.append((a, b))
+        encodings = self._encode_batch(prepared)
+        return ([np.asarray(e.ids, dtype=np.int64) for e in encodings],
+                [np.asarray(e.type_ids, dtype=np.int64) for e in encodings])
