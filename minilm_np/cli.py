@@ -171,7 +171,8 @@ def _load(args, cross_encoder=False):
         from .config import read_config
         from .locate import resolve_model_dir
 
-        cross_encoder = args.model is not None and read_config(resolve_model_dir(args.model)[0]).num_labels is not None
+        cross_encoder = args.model is not None \
+            and read_config(resolve_model_dir(args.model)[0]).num_labels is not None
     if cross_encoder:
         if args.model is None:
             raise UsageError("--model is required: give a cross-encoder (BertForSequenceClassification) directory "

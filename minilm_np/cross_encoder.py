@@ -303,6 +303,9 @@ class CrossEncoder(BertBody):
         if isinstance(documents, str) or not hasattr(documents, "__iter__"):
             raise TypeError(f"documents must be a list of str, got {type(documents).__name__}")
         documents = list(documents)
+        for i, doc in enumerate(documents):
+            if not isinstance(doc, str):
+                raise TypeError(f"documents[{i}] is {type(doc).__name__}, expected str")
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool)):
             raise TypeError(f"top_k must be an int or None, got {type(top_k).__name__}")
         pairs = [[query, doc] for doc in documents]
