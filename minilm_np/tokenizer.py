@@ -151,15 +151,25 @@ class TextTokenizer:
                 out[i] = self._long_text_ids(t)
         return out
 
+    def _pair_specials(self):
+        """``(cls, sep)`` ids of the pair template ``[CLS] A [SEP] B [SEP]`` (types 0, 0, 1)."""
+        encoding = self.tokenizer.encode("", "")
+        if len(encoding.ids) != 3 or encoding.type_ids != [0, 0, 1] or encoding.ids[1] != encoding.ids[2]:
+            raise ModelFileError(f"{self.path}: the tokenizer does not encode pairs as [CLS] A [SEP] B [SEP] "
+                                 f"(an empty pair gives ids {encoding.ids}, types {encoding.type_ids})")
+        return encoding.ids[0], encoding.ids[1]
+
     def encode_pairs(self, pairs) -> tuple:
         """Token ids and token types of sentence pairs, ``[CLS] a [SEP] b [SEP]``.
 
-        Truncated ``longest_first`` to ``max_seq_length`` as transformers' tokenizer does (the
-        longer side loses a token at a time). When one side is long and the other is not, the
-        long one is replaced by a prefix holding more of its own tokens than ``max_seq_length``
-        and than the other side has characters (so more than it has tokens: which side is
-        longer decides which keeps an odd token), which truncation cuts the same way; when both
-        are long, both are tokenised whole (up to :data:`MAX_PREFIX_CHARS` each).
+        Truncated ``longest_first`` to ``max_seq_length`` with the tokenizers library's rule
+        (transformers' fast tokenizers): with ``M`` content tokens, a pair that does not fit keeps
+        the shorter side whole and cuts the longer one to ``M - shorter``, or, when the shorter
+        has more than ``M / 2``, keeps ``M // 2`` of each, the odd token going to the longer side
+        (the second on a tie). Each side is tokenised alone (no overflow windows, which for long
+        pairs cost the library gigabytes); a side past the long-text window is tokenised from a
+        prefix holding its first ``M + 1`` tokens, and counted whole only when the rule needs
+        to know which side is longer.
 
         Parameters
         ----------
@@ -170,14 +180,38 @@ class TextTokenizer:
         ids, types : lists of ndarray of int64, each ``(length,)`` with length <= max_seq_length;
             types are 0 through the first [SEP] and 1 after.
         """
+        cls_id, sep_id = self._pair_specials()
+        budget = self._max_seq_length - 3
         limit = (self._max_seq_length - 2) * CHARS_PER_TOKEN_WINDOW
-        prepared = []
-        for a, b in pairs:
-            a, b = self._prepare(a), self._prepare(b)
-            if (len(a) > limit) != (len(b) > limit):
-                a, b = (t if len(t) <= limit else self._trusted_prefix(t, len(other) + 1)[0]
-                        for t, other in ((a, b), (b, a)))
-            prepared.append((a, b))
-        encodings = self._encode_batch(prepared)
-        return ([np.asarray(e.ids, dtype=np.int64) for e in encodings],
-                [np.asarray(e.type_ids, dtype=np.int64) for e in encodings])
+        texts = [self._prepare(t) for pair in pairs for t in pair]
+        cut = [len(t) > limit for t in texts]  # tokenised from a prefix: only the first budget + 1 tokens
+        encode = getattr(self._untruncated, "encode_batch_fast", self._untruncated.encode_batch)
+        sides = [e.ids for e in encode([self._trusted_prefix(t)[0] if c else t for t, c in zip(texts, cut)],
+                                       add_special_tokens=False)]
+        ids_out, types_out = [], []
+        for i in range(0, len(texts), 2):
+            a, b = sides[i], sides[i + 1]
+            counts = [len(a), len(b)]
+            for j in (0, 1):
+                # a prefix's count (> budget) decides the rule unless the other side is long too
+                if cut[i + j] and counts[1 - j] > budget:
+                    counts[j] = len(self._untruncated.encode(texts[i + j], add_special_tokens=False).ids)
+            n_a, n_b = _longest_first(counts[0], counts[1], budget)
+            ids_out.append(np.array([cls_id, *a[:n_a], sep_id, *b[:n_b], sep_id], dtype=np.int64))
+            types = np.zeros(n_a + n_b + 3, np.int64)
+            types[n_a + 2:] = 1
+            types_out.append(types)
+        return ids_out, types_out
+
+
+def _longest_first(n_a, n_b, budget):
+    """Tokens kept of each side by the tokenizers library's ``longest_first`` rule."""
+    if n_a + n_b <= budget:
+        return n_a, n_b
+    short, long_ = (n_b, n_a) if n_a > n_b else (n_a, n_b)
+    long_ = short if short > budget else max(short, budget - short)
+    if short + long_ > budget:
+        short = budget // 2
+        long_ = short + budget % 2
+    kept_a, kept_b = (long_, short) if n_a > n_b else (short, long_)
+    return min(n_a, kept_a), min(n_b, kept_b)

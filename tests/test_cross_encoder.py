@@ -171,7 +171,7 @@ def test_minilm_body_matches_sentence_transformers(minilm_ce, minilm_ce_dir):
 
 
 @needs_st
-@pytest.mark.parametrize("max_length", [None, 24])
+@pytest.mark.parametrize("max_length", [None, 128])
 def test_pair_tokens_match_transformers(minilm_ce_dir, parity_corpus, max_length):
     """Every pair of the parity corpus (each text against another) gives transformers' ids and types."""
     from transformers import AutoTokenizer
