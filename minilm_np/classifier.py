@@ -1,8 +1,8 @@
 """The head of ``BertForSequenceClassification``: the cross-encoder's score from [CLS].
 
-``logits = classifier(tanh(pooler.dense(h[CLS])))``, both float32 linears run by the Dense
-module's arithmetic (:func:`minilm_np.modules.apply_dense`), so that a pair's score is bitwise
-the same alone or in any batch. The head is float32 in every int8 mode (it is 0.2% of the
+``logits = classifier(tanh(pooler.dense(h[CLS])))``, both float32 linears, one matrix-vector
+product per pair: BLAS's GEMM rounds differently with the number of rows (its small-matrix
+kernels), a GEMV does not, so a pair's score is bitwise the same alone or in any batch. The head is float32 in every int8 mode (it is 0.2% of the
 weights); a quantised directory stores its four tensors as they are.
 """
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ModelFileError
-from .modules import DenseLayer, DenseSpec, apply_dense
+from .modules import DenseLayer, DenseSpec, _activate
 from .safetensors_io import read_safetensors
 from .weights import safetensors_path, strip_prefix
 
@@ -100,7 +100,7 @@ class ClassificationHead:
         """
         cls_rows = np.empty((len(cu_seqlens) - 1, token_embeddings.shape[1]), np.float32)
         kernels.first_token_pool(token_embeddings, cu_seqlens, cls_rows)
-        return np.ascontiguousarray(apply_dense(self.classifier, apply_dense(self.pooler, cls_rows)), np.float32)
+        return _linear_rows(self.classifier, _linear_rows(self.pooler, cls_rows))
 
     def describe(self) -> str:
         """One line for ``minilm-np info``."""
@@ -108,3 +108,11 @@ class ClassificationHead:
         return (f"BertForSequenceClassification: tanh(pooler {h}x{h}) on [CLS] -> classifier "
                 f"{h}->{self.num_labels}")
 
+
+def _linear_rows(layer: DenseLayer, x):
+    """``activation(x @ weight.T + bias)`` one row at a time: ``(n, in)`` -> ``(n, out)`` float32."""
+    out = np.empty((len(x), layer.spec.out_features), np.float32)
+    for i in range(len(x)):
+        np.matmul(layer.weight, x[i], out=out[i])
+    out += layer.bias
+    return _activate(layer.spec.activation, out)
