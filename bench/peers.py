@@ -103,8 +103,8 @@ def worker_env(name, threads, base=None):
     env["HF_DATASETS_OFFLINE"] = "1"
     env.setdefault("TOKENIZERS_PARALLELISM", "true" if threads > 1 else "false")
     env["PYTHONUNBUFFERED"] = "1"
-    spec = spec_of(name)
-    if spec["kind"] == "minilm":
+    spec = SGEMM if name == "sgemm" else RUNTIMES.get(name, {})  # (bench/rerank.py names its own)
+    if spec.get("kind") == "minilm":
         env["MINILM_NP_BACKEND"] = spec["backend"]
     return env
 
@@ -383,14 +383,15 @@ def log_tail(path, lines=12):
 class Worker:
     """A long-lived worker subprocess running one runtime at one thread count."""
 
-    def __init__(self, name, threads, model_dir, texts_file, log_path, onnx_dir=None, base_env=None):
+    def __init__(self, name, threads, model_dir, texts_file, log_path, onnx_dir=None, base_env=None, script=None):
+        """``script``: the worker's program (default this file; bench/rerank.py runs its own)."""
         import subprocess
 
         self.name, self.threads, self.log_path = name, threads, log_path
         self.error = None
         self._buf = b""
-        argv = [sys.executable, os.path.abspath(__file__), "worker", "--runtime", name, "--threads", str(threads),
-                "--model-dir", model_dir]
+        argv = [sys.executable, script or os.path.abspath(__file__), "worker", "--runtime", name,
+                "--threads", str(threads), "--model-dir", model_dir]
         if texts_file:
             argv += ["--texts", texts_file]
         if onnx_dir:
@@ -591,27 +592,38 @@ def export_main(args):
 
     out_dir = args.out_dir
     os.makedirs(out_dir, exist_ok=True)
-    model = BertModel.from_pretrained(args.model_dir, add_pooling_layer=False, attn_implementation="eager")
+    with open(os.path.join(args.model_dir, "config.json")) as f:
+        # a cross-encoder (bench/rerank.py) exports its logits, a sentence encoder its last layer
+        cross_encoder = "BertForSequenceClassification" in (json.load(f).get("architectures") or [])
+    if cross_encoder:
+        from transformers import BertForSequenceClassification
+
+        model = BertForSequenceClassification.from_pretrained(args.model_dir, attn_implementation="eager")
+        output = "logits"
+    else:
+        model = BertModel.from_pretrained(args.model_dir, add_pooling_layer=False, attn_implementation="eager")
+        output = "last_hidden_state"
     model.eval()
 
-    class LastHidden(torch.nn.Module):
+    class Output(torch.nn.Module):
         def __init__(self, bert):
             super().__init__()
             self.bert = bert
 
         def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                             token_type_ids=token_type_ids).last_hidden_state
+            return getattr(self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                                     token_type_ids=token_type_ids), output)
 
-    wrapper = LastHidden(model).eval()
+    wrapper = Output(model).eval()
     ids = torch.tensor([[101, 7592, 2088, 2003, 102, 0], [101, 1037, 2460, 3793, 2182, 102]])
     mask = (ids != 0).long()
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    axes = {n: {0: "batch", 1: "sequence"} for n in names + ["last_hidden_state"]}
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes[output] = {0: "batch"} if cross_encoder else {0: "batch", 1: "sequence"}
     fp32 = os.path.join(out_dir, "model.onnx")
     tmp = fp32 + ".tmp.onnx"
     t0 = time.perf_counter()
-    kwargs = dict(input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=ONNX_OPSET,
+    kwargs = dict(input_names=names, output_names=[output], dynamic_axes=axes, opset_version=ONNX_OPSET,
                   do_constant_folding=True)
     exporter = "torchscript (dynamo=False)"
     try:
@@ -641,7 +653,7 @@ def export_main(args):
         with torch.no_grad():
             ref = wrapper(torch.tensor(x), torch.tensor(m), torch.tensor(t)).numpy()
         got = sess.run(None, {"input_ids": x, "attention_mask": m, "token_type_ids": t})[0]
-        worst = max(worst, float(np.abs((got - ref) * m[:, :, None]).max()))
+        worst = max(worst, float(np.abs((got - ref) * (1 if cross_encoder else m[:, :, None])).max()))
     if worst > 1e-3:
         raise RuntimeError(f"ONNX export disagrees with torch: max abs diff {worst}")
 
@@ -653,7 +665,7 @@ def export_main(args):
     quant_s = time.perf_counter() - t0
     meta = {"exporter": exporter, "opset": ONNX_OPSET, "torch": torch.__version__, "onnxruntime": ort.__version__,
             "attn_implementation": "eager", "export_s": export_s, "quantize_s": quant_s,
-            "max_abs_diff_last_hidden_vs_torch": worst,
+            "output": output, "max_abs_diff_vs_torch": worst,
             "quantize_dynamic": {"model.int8.onnx": "library defaults", "model.int8pc.onnx": "per_channel=True"},
             "sizes_mib": {fn: os.path.getsize(os.path.join(out_dir, fn)) / 2**20 for fn in ONNX_FILES}}
     with open(os.path.join(out_dir, "meta.json"), "w") as f:

@@ -391,7 +391,7 @@ def render(meta, b, names, stats, accuracy_md=None):
         if o.get("error"):
             L.append(f"- ONNX export: FAILED: {o['error'].splitlines()[0]}")
         else:
-            diff = o.get("max_abs_diff_last_hidden_vs_torch", float("nan"))
+            diff = o.get("max_abs_diff_vs_torch", o.get("max_abs_diff_last_hidden_vs_torch", float("nan")))
             L.append(f"- ONNX: exported by the bench ({o.get('exporter')}, opset {o.get('opset')}, "
                      f"torch {o.get('torch')}; last_hidden_state max abs diff vs torch {diff:.1e}; "
                      f"{'cached' if o.get('cached') else 'fresh'}: `{o.get('dir')}`), mean pooling + L2 norm in numpy; "

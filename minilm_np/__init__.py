@@ -5,11 +5,12 @@
 >>> model.encode(["A sentence.", "Another one."]).shape
 (2, 384)
 """
+from .cross_encoder import CrossEncoder
 from .embedder import Embedder
 from .encoder import SentenceTransformer, load
 from .errors import ModelFileError, ModelNotFoundError, NonFiniteOutputError, UnsupportedModelError
 from .util import cos_sim, dot_score
 
 __version__ = "0.1.0"
-__all__ = ["load", "SentenceTransformer", "Embedder", "cos_sim", "dot_score", "ModelFileError",
+__all__ = ["load", "SentenceTransformer", "CrossEncoder", "Embedder", "cos_sim", "dot_score", "ModelFileError",
            "ModelNotFoundError", "NonFiniteOutputError", "UnsupportedModelError", "__version__"]

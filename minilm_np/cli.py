@@ -1,4 +1,5 @@
-"""The ``minilm-np`` command line: embed, similarity, search, quantize, bench, parity, info, warmup, serve."""
+"""The ``minilm-np`` command line: embed, similarity, search, rerank, quantize, bench, parity, info, warmup,
+serve."""
 import argparse
 import gc
 import json
@@ -28,9 +29,16 @@ writes the same bytes as an uninterrupted run.""",
   minilm-np search --corpus faq.txt --query "how do I reset my password" -k 5
   minilm-np embed --input faq.txt --output faq.npy --normalize
   minilm-np search --corpus faq.txt --corpus-embeddings faq.npy --query "reset password\"""",
+    "rerank": """prints rank, score and text, tab-separated, best first (needs a cross-encoder model)
+
+examples:
+  minilm-np rerank --model cross-encoder/ms-marco-MiniLM-L6-v2 --query "how do I reset my password" \\
+      --input candidates.txt -k 5
+  minilm-np rerank --model path/to/cross-encoder --query "..." --input - --raw-scores < docs.txt""",
     "quantize": """examples:
   minilm-np quantize --mode w8a8 --output minilm-w8a8            # the default model
-  minilm-np quantize path/to/model --mode w8 --output model-w8""",
+  minilm-np quantize path/to/model --mode w8 --output model-w8
+  minilm-np quantize path/to/cross-encoder --mode w8a8 --output reranker-w8a8""",
     "bench": """every argument after `bench` goes to bench/run.py (source checkout only); its options:
   minilm-np bench -- --help
 
@@ -45,7 +53,8 @@ examples:
   minilm-np parity --input texts.txt --quantize w8a8""",
     "info": """examples:
   minilm-np info
-  minilm-np info --model path/to/model --json""",
+  minilm-np info --model path/to/model --json
+  minilm-np info --model path/to/cross-encoder     # its head and labels""",
     "warmup": """examples:
   minilm-np warmup                        # compile and cache every kernel ahead of time""",
     "serve": """needs the serve extra: pip install "minilm-np[serve]"
@@ -139,7 +148,15 @@ def build_parser():
     p.add_argument("--corpus-embeddings", help=".npy of the corpus's embeddings, to reuse")
     _add_model_options(p)
 
-    p = command("quantize", "write an int8 model directory")
+    p = command("rerank", "score a query against each line of a file with a cross-encoder, best first")
+    p.add_argument("--query", required=True, help="query text")
+    p.add_argument("--input", "-i", required=True, help="documents, one per line (- for stdin)")
+    p.add_argument("-k", "--top-k", type=positive_int, default=10, help="documents to print (default: 10)")
+    p.add_argument("--raw-scores", action="store_true", help="logits, without the model's activation")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="pairs per forward pass (default: 32)")
+    _add_model_options(p)
+
+    p = command("quantize", "write an int8 model directory (sentence encoder or cross-encoder)")
     p.add_argument("model", nargs="?", default=None, help="model directory or hub id (default: all-MiniLM-L6-v2)")
     p.add_argument("--mode", choices=["w8", "w8a16", "w8a8"], required=True)
     p.add_argument("--output", "-o", required=True, help="new directory to write")
@@ -168,11 +185,24 @@ def build_parser():
     return parser
 
 
-def _load(args):
+def _load(args, cross_encoder=False):
+    """The model of ``--model``: a SentenceTransformer, a CrossEncoder when ``cross_encoder``,
+    or whichever the directory holds when ``cross_encoder`` is None."""
     import minilm_np
 
-    return minilm_np.load(args.model, threads=args.threads, backend=args.backend,
-                          quantize=getattr(args, "quantize", None))
+    kwargs = {"threads": args.threads, "backend": args.backend, "quantize": getattr(args, "quantize", None)}
+    if cross_encoder is None:
+        from .config import read_config
+        from .locate import resolve_model_dir
+
+        cross_encoder = args.model is not None \
+            and read_config(resolve_model_dir(args.model)[0]).num_labels is not None
+    if cross_encoder:
+        if args.model is None:
+            raise UsageError("--model is required: give a cross-encoder (BertForSequenceClassification) directory "
+                             "or hub id")
+        return minilm_np.CrossEncoder(args.model, **kwargs)
+    return minilm_np.load(args.model, **kwargs)
 
 
 def _read_lines(path):
@@ -269,6 +299,15 @@ def cmd_search(args):
             print(f"{rank}\t{hit['score']:.4f}\t{corpus[hit['corpus_id']]}")
 
 
+def cmd_rerank(args):
+    documents = [line for line in _read_lines(args.input) if line.strip()]
+    model = _load(args, cross_encoder=True)
+    hits = model.rank(args.query, documents, top_k=args.top_k, batch_size=args.batch_size,
+                      activation_fn="identity" if args.raw_scores else None)
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank}\t{hit['score']:.6f}\t{documents[hit['corpus_id']]}")
+
+
 def cmd_quantize(args):
     from .quantize import write_quantized
 
@@ -295,7 +334,7 @@ def cmd_parity(args):
 def cmd_info(args):
     from .info import model_info
 
-    info = model_info(_load(args))
+    info = model_info(_load(args, cross_encoder=None))
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -307,7 +346,7 @@ def cmd_warmup(args):
     import time
 
     start = time.perf_counter()
-    model = _load(args)
+    model = _load(args, cross_encoder=None)
     model.warmup()
     print(f"kernels for {model.backend} backend, quantize={model.quantization}, compiled and cached "
           f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -319,9 +358,9 @@ def cmd_serve(args):
     serve(args)
 
 
-COMMANDS = {"embed": cmd_embed, "similarity": cmd_similarity, "search": cmd_search, "quantize": cmd_quantize,
-            "bench": cmd_bench, "parity": cmd_parity, "info": cmd_info, "warmup": cmd_warmup,
-            "serve": cmd_serve}
+COMMANDS = {"embed": cmd_embed, "similarity": cmd_similarity, "search": cmd_search, "rerank": cmd_rerank,
+            "quantize": cmd_quantize, "bench": cmd_bench, "parity": cmd_parity, "info": cmd_info,
+            "warmup": cmd_warmup, "serve": cmd_serve}
 
 
 def _split_bench(argv):

@@ -27,7 +27,9 @@ class Config:
     1_Pooling/config.json (``pooling_modes``), sentence_bert_config.json
     (``max_seq_length``) and modules.json (``post_modules``: the Dense and Normalize modules
     after Pooling, in order, as :class:`minilm_np.modules.DenseSpec` / ``NormalizeSpec``;
-    ``normalize``: whether the last of them is a Normalize).
+    ``normalize``: whether the last of them is a Normalize). ``num_labels`` is set for a
+    cross-encoder (``architectures`` names ``BertForSequenceClassification``) and None for a
+    sentence embedding model.
     """
     hidden_size: int
     num_layers: int
@@ -47,6 +49,7 @@ class Config:
     sentence_transformers_files: bool = True
     extra: dict = field(default_factory=dict, compare=False, repr=False)
     post_modules: tuple = None
+    num_labels: int | None = None
 
     def __post_init__(self):
         if self.post_modules is None:  # built by hand: only the ``normalize`` flag says what follows pooling
@@ -143,11 +146,12 @@ def read_config(model_dir: str) -> Config:
     if unsupported:
         raise UnsupportedModelError(f"{modules_path}: modules {unsupported} are not supported "
                                     f"(supported: {', '.join(SUPPORTED_MODULES)})")
-    if not modules:
+    num_labels = _read_num_labels(raw, path)
+    if not modules and num_labels is None:  # a cross-encoder needs no pooling: its head reads [CLS]
         warnings.warn(f"{model_dir}: no modules.json (not a sentence-transformers directory); using mean pooling "
                       "over the tokens, as sentence-transformers does for a plain transformers model",
                       UserWarning, stacklevel=2)
-    pooling_modes = _read_pooling(model_dir, modules)
+    pooling_modes = _read_pooling(model_dir, modules) if num_labels is None else ("cls",)
     post_modules = _read_post_modules(model_dir, modules, module_types, hidden * len(pooling_modes))
     return Config(
         hidden_size=hidden,
@@ -168,7 +172,29 @@ def read_config(model_dir: str) -> Config:
         quantization=raw.get("minilm_np_quantization"),
         sentence_transformers_files=bool(modules),
         extra=raw,
+        num_labels=num_labels,
     )
+
+
+def architecture(raw: dict) -> str:
+    """config.json's first ``architectures`` entry, or ``"BertModel"`` when it names none."""
+    names = raw.get("architectures")
+    return str(names[0]) if isinstance(names, list) and names else "BertModel"
+
+
+def _read_num_labels(raw, path):
+    """Labels of a ``BertForSequenceClassification`` (None for any other architecture), as
+    transformers counts them: ``id2label``'s size, else ``num_labels``, else 2."""
+    if not architecture(raw).endswith("ForSequenceClassification"):
+        return None
+    if architecture(raw) != "BertForSequenceClassification":
+        raise UnsupportedModelError(f"{path}: architecture {architecture(raw)!r} is not supported "
+                                    "(cross-encoders: BertForSequenceClassification)")
+    labels = raw.get("id2label")
+    count = len(labels) if isinstance(labels, dict) and labels else raw.get("num_labels", 2)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ModelFileError(f"{path}: 'num_labels' must be an integer >= 1, got {count!r}")
+    return count
 
 
 def _read_pooling(model_dir, modules):

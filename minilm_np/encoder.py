@@ -1,22 +1,15 @@
 """The user-facing encoder, with sentence-transformers' names, defaults and semantics."""
-import contextlib
 import itertools
-import numbers
 import os
 import sys
-import threading
 
 import numpy as np
 
-from . import _threads, util
-from .config import read_config
-from .errors import ModelFileError
+from . import util
+from .body import BertBody, is_count, token_budget_chunks
 from .finite import check_finite_rows
-from .locate import resolve_model_dir
-from .model import Batch, RunState, forward, pool
+from .model import Batch, pool
 from .modules import apply_head, load_head
-from .tokenizer import TextTokenizer
-from .weights import load_weights, safetensors_path
 
 # A forward pass packs up to batch_size * TOKENS_PER_TEXT tokens (at least one text), so a
 # batch of short texts still gives the GEMMs enough rows; batch_size keeps bounding memory.
@@ -26,30 +19,8 @@ TOKENS_PER_TEXT = 48
 WINDOW_TEXTS = 2048
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings")
 SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
-# numba's workqueue threading layer (the fallback where OpenMP is missing, see
-# kernels/_numba_env.py) aborts the whole process when two threads launch parallel kernels at
-# once, so forward passes on the numba backend take this process-wide lock unless the pool
-# runs on a thread-safe layer.
-_PARALLEL_LAUNCH_LOCK = threading.Lock()
-THREADSAFE_LAYERS = ("tbb", "omp")
-
-
-def _forward_lock(uses_numba):
-    """The lock a forward pass holds: the launch lock for numba's workqueue layer, else none."""
-    if not uses_numba:
-        return contextlib.nullcontext()
-    from .kernels import pool
-
-    if pool.start() in THREADSAFE_LAYERS:
-        return contextlib.nullcontext()
-    return _PARALLEL_LAUNCH_LOCK
-
-
-def _is_count(value):
-    """A positive integer (Python or numpy), not a bool."""
-    if type(value) is int:  # the common case, without the ABC check (microseconds a call)
-        return value >= 1
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+# kept under its old name for callers of the encoder module
+_is_count = is_count
 
 
 def _check_text(text, index, where="sentences[{}]"):
@@ -70,7 +41,7 @@ def _texts(sentences):
         yield _check_text(text, index)
 
 
-class SentenceTransformer:
+class SentenceTransformer(BertBody):
     """A BERT sentence encoder, a drop-in for ``sentence_transformers.SentenceTransformer``.
 
     Parameters
@@ -94,35 +65,11 @@ class SentenceTransformer:
 
     def __init__(self, model_name_or_path=None, device=None, *, threads=None, backend=None, quantize=None,
                  truncate_dim=None):
-        from .kernels.backend import backend_name, load_backend
-
         if device not in (None, "cpu"):
             raise ValueError(f"device {device!r} is not supported: minilm-np runs on the CPU only")
-        self.threads = _threads.resolve_threads(threads)
-        self._threads_arg = threads  # a pickle loads with the setting, not this machine's core count
-        self.model_dir, self.source = resolve_model_dir(model_name_or_path)
-        safetensors_path(self.model_dir)  # first: a pickle-only directory gets the conversion hint
-        self.config = read_config(self.model_dir)
-        self.kernels = load_backend(backend)
-        self.backend = backend_name(self.kernels)
-        # float32 on numba: linears packed once for the numba GEMM; int8 modes quantise arrays
-        self.weights = load_weights(self.model_dir, self.config, pack=self.backend == "numba" and quantize is None)
+        super().__init__(model_name_or_path, threads, backend, quantize)
         # Dense / Normalize after pooling; Dense weights stay float32 whatever ``quantize`` says.
         self.head = load_head(self.model_dir, self.config.post_modules)
-        self._tokenizer = TextTokenizer(os.path.join(self.model_dir, "tokenizer.json"),
-                                        self.config.max_seq_length, self.config.do_lower_case)
-        if self._tokenizer.vocab_size > self.config.vocab_size:  # an id past the table would read out of bounds
-            raise ModelFileError(f"{self._tokenizer.path}: the tokenizer has {self._tokenizer.vocab_size} tokens "
-                                 f"but config.json's vocab_size is {self.config.vocab_size}: the files do not match")
-        _threads.apply_threads(self.threads, self.backend == "numba")
-        if quantize is not None or self.config.quantization is not None:
-            # int8: calibrate and quantise the float32 weights, or check a quantised directory's mode
-            from .quantize import apply_quantization
-
-            self.weights = apply_quantization(self, quantize)
-        self.quantization = quantize or self.config.quantization
-        # int8 GEMMs are numba-parallel kernels whichever backend runs the rest.
-        self._forward_lock = _forward_lock(self.backend == "numba" or quantize is not None)
         if truncate_dim is not None and not _is_count(truncate_dim):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
         self.truncate_dim = truncate_dim
@@ -185,24 +132,6 @@ class SentenceTransformer:
     def __repr__(self):
         return (f"SentenceTransformer({self.source}, dim={self.get_sentence_embedding_dimension()}, "
                 f"backend={self.backend}, quantize={self.quantization}, threads={self.threads})")
-
-    @property
-    def tokenizer(self):
-        """The model's ``tokenizers.Tokenizer`` (padding off, truncation at ``max_seq_length``)."""
-        return self._tokenizer.tokenizer
-
-    @property
-    def max_seq_length(self) -> int:
-        """Tokens per text after truncation, the special tokens (``[CLS]``/``[SEP]``, ``<s>``/``</s>``) included."""
-        return self._tokenizer.max_seq_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int) -> None:
-        limit = self.config.max_position_embeddings
-        if not _is_count(value) or not 2 <= value <= limit:
-            raise ValueError(f"max_seq_length must be an integer in [2, {limit}] (the model's position "
-                             f"table has {limit} rows), got {value!r}")
-        self._tokenizer.max_seq_length = int(value)
 
     def get_sentence_embedding_dimension(self) -> int:
         """Width of the sentence embeddings (after the Dense modules and ``truncate_dim``)."""
@@ -328,8 +257,7 @@ class SentenceTransformer:
         truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
         if truncate_dim is not None and not _is_count(truncate_dim):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
-        if self.backend == "numba":  # numba's thread count is per calling thread
-            _threads.set_numba_threads(self.threads)
+        self._prepare_call()
 
         single = isinstance(sentences, str)
         texts = iter([sentences]) if single else _texts(sentences)
@@ -347,7 +275,7 @@ class SentenceTransformer:
                 break
             ids = self._tokenizer.encode(window, parallel=self.threads > 1)  # threads=1: this thread only
             if state is None:
-                state = RunState(self.config, min(budget, sum(len(i) for i in ids)))
+                state = self._new_state(min(budget, sum(len(i) for i in ids)))
             vectors = self._embed_window(ids, budget, state, output_value, normalize_embeddings, truncate_dim,
                                          progress, first)
             first += len(window)
@@ -394,20 +322,10 @@ class SentenceTransformer:
         infinity.  Only what is returned is checked: a pass's sentence vectors are a few thousand
         numbers, its token vectors hundreds of thousands.
         """
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         out = [None] * len(ids)
-        start = 0
-        while start < len(order):
-            stop, tokens = start, 0
-            while stop < len(order) and (stop == start or tokens + len(ids[order[stop]]) <= budget):
-                tokens += len(ids[order[stop]])
-                stop += 1
-            chunk = order[start:stop]
+        for chunk in token_budget_chunks([len(i) for i in ids], budget):
             batch = Batch.pack([ids[i] for i in chunk])
-            if batch.n_tokens > state.capacity:
-                state.__init__(self.config, batch.n_tokens)
-            with self._forward_lock:
-                token_embeddings = forward(self.config, self.weights, batch, self.kernels, state)
+            token_embeddings = self._forward(batch, state)
             if output_value == "token_embeddings":
                 check_finite_rows(token_embeddings, lambda row: first + chunk[
                     int(np.searchsorted(batch.cu_seqlens, row, side="right")) - 1])
@@ -421,7 +339,6 @@ class SentenceTransformer:
                     out[i] = pooled[row]
             if progress is not None:
                 progress.update(len(chunk))
-            start = stop
         return out
 
     def _finish(self, pooled, normalize_embeddings, truncate_dim):
@@ -438,14 +355,14 @@ class SentenceTransformer:
         return pooled
 
     @staticmethod
-    def _progress(show_progress_bar, total):
+    def _progress(show_progress_bar, total, desc="Encoding"):
         if show_progress_bar is None:
             show_progress_bar = (total or 0) > WINDOW_TEXTS and sys.stderr.isatty()
         if not show_progress_bar:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc="Encoding", unit="text", file=sys.stderr)
+        return tqdm(total=total, desc=desc, unit="text", file=sys.stderr)
 
     def warmup(self):
         """Compile (or load from the cache) every kernel this model uses, serial and parallel paths."""

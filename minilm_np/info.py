@@ -15,6 +15,17 @@ def cpu_features():
         return []
 
 
+def _task_info(model) -> dict:
+    """A sentence encoder's pooling and output width, or a cross-encoder's head and labels."""
+    from .classifier import ClassificationHead
+
+    if isinstance(model.head, ClassificationHead):  # a CrossEncoder
+        return {"head": model.head.describe(), "num_labels": model.num_labels,
+                "labels": ", ".join(model.head.labels), "activation_fn": repr(model.activation_fn)}
+    return {"pooling": "+".join(model.config.pooling_modes), "normalize": model.config.normalize,
+            "embedding_dim": model.get_sentence_embedding_dimension()}
+
+
 def model_info(model) -> dict:
     """A flat dict describing the model, its files and the runtime."""
     from ._threads import blas_core
@@ -31,6 +42,8 @@ def model_info(model) -> dict:
         for name in names:
             path = os.path.join(root, name)
             files[os.path.relpath(path, model.model_dir)] = os.path.getsize(os.path.realpath(path))
+    if hasattr(model.head, "tensors"):  # a cross-encoder's pooler and classifier
+        params += sum(t.size for t in model.head.tensors().values())
     return {
         "source": model.source,
         "directory": model.model_dir,
@@ -40,9 +53,7 @@ def model_info(model) -> dict:
         "intermediate_size": cfg.intermediate_size,
         "vocab_size": cfg.vocab_size,
         "max_seq_length": model.max_seq_length,
-        "pooling": "+".join(cfg.pooling_modes),
-        "normalize": cfg.normalize,
-        "embedding_dim": model.get_sentence_embedding_dimension(),
+        **_task_info(model),
         "parameters": params,
         "quantization": model.quantization or cfg.quantization or "none (float32)",
         "files_mb": ", ".join(f"{k} {v / 1e6:.1f}" for k, v in sorted(files.items()) if v > 100_000) or "-",

@@ -34,18 +34,25 @@ class Batch:
     cu_seqlens: np.ndarray
 
     @classmethod
-    def pack(cls, sequences):
-        """Pack a list of 1-D int token-id arrays (each non-empty) into one batch."""
+    def pack(cls, sequences, types=None):
+        """Pack a list of 1-D int token-id arrays (each non-empty) into one batch.
+
+        ``types``: the token types of each sequence, arrays of the same lengths (sentence pairs:
+        0 through the first [SEP], 1 after); None gives type 0 everywhere.
+        """
         if len(sequences) == 1:  # one text (latency): four arrays, not a dozen numpy calls
             token_ids = np.asarray(sequences[0], dtype=np.int64)
             n = len(token_ids)
-            return cls(token_ids, np.arange(n, dtype=np.int64), np.zeros(n, np.int64), np.array([0, n], np.int64))
+            type_ids = np.zeros(n, np.int64) if types is None else np.asarray(types[0], dtype=np.int64)
+            return cls(token_ids, np.arange(n, dtype=np.int64), type_ids, np.array([0, n], np.int64))
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         cu_seqlens = np.zeros(len(sequences) + 1, dtype=np.int64)
         np.cumsum(lengths, out=cu_seqlens[1:])
         token_ids = np.concatenate(sequences).astype(np.int64, copy=False) if sequences else np.zeros(0, np.int64)
         position_ids = np.arange(cu_seqlens[-1], dtype=np.int64) - np.repeat(cu_seqlens[:-1], lengths)
-        return cls(token_ids, position_ids, np.zeros_like(token_ids), cu_seqlens)
+        type_ids = np.zeros_like(token_ids) if types is None or not sequences \
+            else np.concatenate(types).astype(np.int64, copy=False)
+        return cls(token_ids, position_ids, type_ids, cu_seqlens)
 
     @property
     def n_tokens(self) -> int:

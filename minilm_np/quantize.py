@@ -438,7 +438,7 @@ class _Recorder:
         return out
 
 
-def calibrate(config: Config, weights: Weights, sequences):
+def calibrate(config: Config, weights: Weights, sequences, types=None):
     """Per linear, the largest |activation| of each input channel over ``sequences``.
 
     Runs the float32 model with the numpy kernels (so that the result does not depend on the
@@ -448,6 +448,8 @@ def calibrate(config: Config, weights: Weights, sequences):
     ----------
     sequences : list of ndarray of int64
         Token ids of the calibration texts, with [CLS] and [SEP].
+    types : list of ndarray of int64, optional
+        Their token types (sentence pairs); None: type 0.
 
     Returns
     -------
@@ -460,7 +462,7 @@ def calibrate(config: Config, weights: Weights, sequences):
         raise ValueError(f"calibration needs at least {MIN_GEMM_ROWS} tokens")
     recorders = [{f: _Recorder(getattr(layer, f)) for f in LINEAR_FIELDS} for layer in weights.layers]
     recording = replace(weights, layers=tuple(replace(layer, **rec) for layer, rec in zip(weights.layers, recorders)))
-    batch = Batch.pack(sequences)
+    batch = Batch.pack(sequences, types)
     forward(config, recording, batch, reference, RunState(config, batch.n_tokens))
     return [{f: rec.absmax for f, rec in layer.items()} for layer in recorders]
 
@@ -516,7 +518,7 @@ def with_backend(weights: Weights, backend) -> Weights:
 
 
 def apply_quantization(model, mode):
-    """The weights ``model`` (a SentenceTransformer being built) should run with.
+    """The weights ``model`` (a SentenceTransformer or CrossEncoder being built) should run with.
 
     A float32 model with ``mode`` set: calibrated and quantised now.  A quantised directory:
     its weights, on the model's backend; ``mode`` must be None or the directory's own mode.
@@ -535,8 +537,12 @@ def apply_quantization(model, mode):
                              "float32 model instead")
         return with_backend(model.weights, model.backend)
     check_mode(mode)
-    sequences = model._tokenizer.encode(list(CALIBRATION_TEXTS))
-    calibration = calibrate(model.config, model.weights, sequences)
+    if model.config.num_labels is None:
+        sequences, types = model._tokenizer.encode(list(CALIBRATION_TEXTS)), None
+    else:  # a cross-encoder reads pairs: token type 1 shifts the activations, so calibrate on pairs
+        texts = list(CALIBRATION_TEXTS)
+        sequences, types = model._tokenizer.encode_pairs(list(zip(texts, texts[1:] + texts[:1])))
+    calibration = calibrate(model.config, model.weights, sequences, types)
     return quantize_weights(model.weights, mode, calibration, model.backend)
 
 
@@ -683,7 +689,8 @@ def write_quantized(model, mode, output):
     Parameters
     ----------
     model : str or None
-        A float32 model directory or hub id (None: all-MiniLM-L6-v2).
+        A float32 model directory or hub id (None: all-MiniLM-L6-v2): a sentence embedding
+        model or a cross-encoder, whose pooler and classifier are written in float32.
     mode : {"w8", "w8a16", "w8a8"}
     output : str
         New directory (or an existing empty one).
@@ -691,7 +698,8 @@ def write_quantized(model, mode, output):
     Returns
     -------
     str
-        ``output``, which ``minilm_np.load`` opens with no float32 weight matrix.
+        ``output``, which ``minilm_np.load`` (or ``minilm_np.CrossEncoder``) opens with no
+        float32 weight matrix of the body.
 
     Raises
     ------
@@ -700,19 +708,27 @@ def write_quantized(model, mode, output):
     """
     from safetensors.numpy import save_file
 
+    from .config import read_config
+    from .cross_encoder import CrossEncoder
     from .encoder import SentenceTransformer
+    from .locate import resolve_model_dir
 
     check_mode(mode)
     if os.path.exists(output) and (not os.path.isdir(output) or os.listdir(output)):
         raise ValueError(f"{output}: already exists and is not an empty directory; choose a new --output")
-    source = SentenceTransformer(model, backend="numpy")
+    model_dir, where = resolve_model_dir(model)
+    cross_encoder = read_config(model_dir).num_labels is not None
+    source = (CrossEncoder if cross_encoder else SentenceTransformer)(model_dir, backend="numpy")
     if source.config.quantization is not None:
         raise ValueError(f"{source.model_dir} is already quantized ({source.config.quantization!r}); "
                          "quantize the float32 model instead")
     weights = apply_quantization(source, mode)
+    tensors = _tensors(weights)
+    if cross_encoder:  # the pooler and classifier stay float32 (minilm_np.classifier)
+        tensors.update({name: np.ascontiguousarray(t) for name, t in source.head.tensors().items()})
     os.makedirs(output, exist_ok=True)
-    save_file(_tensors(weights), os.path.join(output, "model.safetensors"),
-              metadata={"format": FORMAT, "mode": mode, "source": str(source.source)})
+    save_file(tensors, os.path.join(output, "model.safetensors"),
+              metadata={"format": FORMAT, "mode": mode, "source": str(where)})
     for rel in _files_to_copy(source.model_dir):
         os.makedirs(os.path.dirname(os.path.join(output, rel)) or output, exist_ok=True)
         shutil.copyfile(os.path.join(source.model_dir, rel), os.path.join(output, rel))

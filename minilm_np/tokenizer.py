@@ -112,26 +112,37 @@ class TextTokenizer:
         """Tokens of text a sequence holds: ``max_seq_length`` less the special tokens."""
         return max(self._max_seq_length - self.special_tokens, 0)
 
-    def _long_text_ids(self, text: str) -> np.ndarray:
-        need = self._content_limit()
+    def _long_text_encoding(self, text: str, need: int):
+        """The encoding, without special tokens and truncated to ``max_seq_length`` tokens, of a
+        prefix of ``text`` whose first ``need`` tokens are the whole text's own."""
         cut = max(need, 1) * CHARS_PER_TOKEN_WINDOW  # never 0: a limit of 0 tokens would loop forever
         while True:
             cut = min(cut, MAX_PREFIX_CHARS)
             prefix = text[:cut]
-            if cut >= len(text) or cut == MAX_PREFIX_CHARS:
-                return np.asarray(self.tokenizer.encode(prefix).ids, dtype=np.int64)
             # Without special tokens, truncation keeps max_seq_length tokens and hands the rest
             # over as overflowing pieces, whose word ids say where the prefix's last word is
             # (no untruncated copy of the tokenizer: a 250k-piece one holds ~140 MiB).
             encoding = self.tokenizer.encode(prefix, add_special_tokens=False)
+            if cut >= len(text) or cut == MAX_PREFIX_CHARS:
+                return encoding
             tail = encoding.overflowing[-1] if encoding.overflowing else encoding
             last = max((w for w in tail.word_ids if w is not None), default=None)
             if last is not None:
                 trusted = sum(1 for w in encoding.word_ids if w is not None and w < last - 1)
                 if trusted >= need:
-                    # truncation and special tokens exactly as encode() applies them
-                    return np.asarray(self.tokenizer.post_process(encoding).ids, dtype=np.int64)
+                    return encoding
             cut *= 4
+
+    def _long_text_ids(self, text: str) -> np.ndarray:
+        encoding = self._long_text_encoding(text, self._content_limit())
+        # truncation and special tokens exactly as encode() applies them
+        return np.asarray(self.tokenizer.post_process(encoding).ids, dtype=np.int64)
+
+    def _full_count(self, text: str) -> int:
+        """Tokens of ``text`` (already prepared) without truncation or special tokens: the
+        truncated tokens and their overflow."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        return len(encoding.ids) + sum(len(piece.ids) for piece in encoding.overflowing)
 
     def encode(self, texts, parallel=True) -> list:
         """Token ids of each text.
@@ -164,9 +175,75 @@ class TextTokenizer:
 
     def untruncated_length(self, text: str) -> int:
         """Tokens in ``text`` without truncation (the special tokens included), of its first
-        :data:`MAX_PREFIX_CHARS` characters: the truncated tokens and their overflow."""
-        encoding = self.tokenizer.encode(self._prepare(text), add_special_tokens=False)
-        return len(encoding.ids) + sum(len(piece.ids) for piece in encoding.overflowing) + self.special_tokens
+        :data:`MAX_PREFIX_CHARS` characters."""
+        return self._full_count(self._prepare(text)) + self.special_tokens
+
+    def _pair_specials(self):
+        """``(cls, sep)`` ids of the pair template ``[CLS] A [SEP] B [SEP]`` (types 0, 0, 1)."""
+        encoding = self.tokenizer.encode("", "")
+        if len(encoding.ids) != 3 or encoding.type_ids != [0, 0, 1] or encoding.ids[1] != encoding.ids[2]:
+            raise ModelFileError(f"{self.path}: the tokenizer does not encode pairs as [CLS] A [SEP] B [SEP] "
+                                 f"(an empty pair gives ids {encoding.ids}, types {encoding.type_ids})")
+        return encoding.ids[0], encoding.ids[1]
+
+    def encode_pairs(self, pairs) -> tuple:
+        """Token ids and token types of sentence pairs, ``[CLS] a [SEP] b [SEP]``.
+
+        Truncated ``longest_first`` to ``max_seq_length`` with the tokenizers library's rule
+        (transformers' fast tokenizers): with ``M`` content tokens, a pair that does not fit keeps
+        the shorter side whole and cuts the longer one to ``M - shorter``, or, when the shorter
+        has more than ``M / 2``, keeps ``M // 2`` of each, the odd token going to the longer side
+        (the second on a tie). Each side is tokenised alone (the library's own pair truncation
+        builds overflow windows that cost gigabytes for long pairs); a side past the long-text window is tokenised from a
+        prefix holding its first ``M + 1`` tokens, and counted whole only when the rule needs
+        to know which side is longer.
+
+        Parameters
+        ----------
+        pairs : list of (str, str)
+
+        Returns
+        -------
+        ids, types : lists of ndarray of int64, each ``(length,)`` with length <= max_seq_length;
+            types are 0 through the first [SEP] and 1 after.
+        """
+        cls_id, sep_id = self._pair_specials()
+        budget = self._max_seq_length - 3
+        limit = (self._max_seq_length - 2) * CHARS_PER_TOKEN_WINDOW
+        texts = [self._prepare(t) for pair in pairs for t in pair]
+        cut = [len(t) > limit for t in texts]  # tokenised from a prefix: only the first budget + 1 tokens
+        whole = [t for t, c in zip(texts, cut) if not c]
+        encodings = iter(self._encode_batch(whole, add_special_tokens=False))
+        # truncated to max_seq_length > budget tokens; counted with the overflow
+        sides = [self._long_text_encoding(t, budget + 1) if c else next(encodings) for t, c in zip(texts, cut)]
+        ids_out, types_out = [], []
+        for i in range(0, len(texts), 2):
+            a, b = sides[i].ids, sides[i + 1].ids
+            counts = [len(side.ids) + sum(len(piece.ids) for piece in side.overflowing) for side in sides[i:i + 2]]
+            for j in (0, 1):
+                # a prefix's count (> budget) decides the rule unless the other side is long too
+                if cut[i + j] and counts[1 - j] > budget:
+                    counts[j] = self._full_count(texts[i + j])
+            n_a, n_b = _longest_first(counts[0], counts[1], budget)
+            ids_out.append(np.array([cls_id, *a[:n_a], sep_id, *b[:n_b], sep_id], dtype=np.int64))
+            types = np.zeros(n_a + n_b + 3, np.int64)
+            types[n_a + 2:] = 1
+            types_out.append(types)
+        return ids_out, types_out
+
+
+def _longest_first(n_a, n_b, budget):
+    """Tokens kept of each side by the tokenizers library's ``longest_first`` rule."""
+    if n_a + n_b <= budget:
+        return n_a, n_b
+    short, long_ = (n_b, n_a) if n_a > n_b else (n_a, n_b)
+    long_ = short if short > budget else max(short, budget - short)
+    if short + long_ > budget:
+        short = budget // 2
+        long_ = short + budget % 2
+    kept_a, kept_b = (long_, short) if n_a > n_b else (short, long_)
+    return min(n_a, kept_a), min(n_b, kept_b)
+
 
 def _read_tokenizer_config(folder: str) -> dict:
     """tokenizer_config.json next to tokenizer.json as a dict ({} when absent or unreadable)."""

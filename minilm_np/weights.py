@@ -8,8 +8,9 @@ from .config import Config
 from .errors import ModelFileError
 from .safetensors_io import open_row_file, read_safetensors, release_pages
 
-# Tensors a BERT checkpoint may carry that the sentence encoder does not use.
-IGNORED_PREFIXES = ("pooler.", "cls.", "embeddings.position_ids")
+# Tensors a BERT checkpoint may carry that the encoder body does not use (a cross-encoder's
+# pooler and classifier are read by its head, minilm_np.classifier).
+IGNORED_PREFIXES = ("pooler.", "cls.", "classifier.", "embeddings.position_ids")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ import pytest
 from conftest import HAVE_ST
 from minilm_np import cli
 
-COMMANDS = ("embed", "similarity", "search", "quantize", "bench", "parity", "info", "warmup", "serve")
+COMMANDS = ("embed", "similarity", "search", "rerank", "quantize", "bench", "parity", "info", "warmup",
+            "serve")
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONIOENCODING="utf-8")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXTS = ["A man is eating food.", "A man is riding a horse.", "The new movie is awesome.", "Un café, s'il vous plaît.",
