@@ -10,6 +10,7 @@ from .body import BertBody, is_count, token_budget_chunks
 from .classifier import ClassificationHead
 from .encoder import TOKENS_PER_TEXT, WINDOW_TEXTS, SentenceTransformer
 from .errors import UnsupportedModelError
+from .finite import check_finite_rows
 from .model import Batch
 from .modules import ACTIVATIONS, _activate
 
@@ -333,8 +334,9 @@ class CrossEncoder(BertBody):
                 state = self._new_state(min(budget, sum(lengths)))
             for chunk in token_budget_chunks(lengths, budget):
                 batch = Batch.pack([ids[i] for i in chunk], [types[i] for i in chunk])
-                out[[start + i for i in chunk]] = self.head(self._forward(batch, state), batch.cu_seqlens,
-                                                            self.kernels)
+                logits = self.head(self._forward(batch, state), batch.cu_seqlens, self.kernels)
+                check_finite_rows(logits, lambda row: start + chunk[row])  # no NaN score leaves predict
+                out[[start + i for i in chunk]] = logits
                 if progress is not None:
                     progress.update(len(chunk))
         if progress is not None:
