@@ -64,4 +64,6 @@ class _CompileNotice(event.Listener):
         pass
 
 
-event.register("numba:compile", _CompileNotice())
+# once per process, even where this folder is imported under a second name (``kernels``, in a checkout)
+if not any(type(listener).__name__ == "_CompileNotice" for listener in event._registered["numba:compile"]):
+    event.register("numba:compile", _CompileNotice())
