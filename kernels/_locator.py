@@ -5,6 +5,7 @@ This module imports numba; :mod:`._cache` sets numba's environment before that i
 import os
 import sys
 
+from ._numba_env import CACHE_DIR  # noqa: F401  (must precede the numba import)
 from numba.core import config, event
 from numba.core.caching import UserProvidedCacheLocator
 
