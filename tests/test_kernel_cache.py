@@ -99,3 +99,12 @@ def test_cache_folder_does_not_depend_on_the_install_path(name, tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == os.path.join(str(tmp_path), SUBDIR)
+
+
+def test_warmup_shared_needs_a_fresh_process(capsys):
+    import numba  # noqa: F401  (as in any process that already ran a kernel)
+
+    from minilm_np import cli
+
+    assert cli.main(["warmup", "--shared"]) == 2
+    assert "before numba is imported" in capsys.readouterr().err
