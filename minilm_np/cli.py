@@ -349,7 +349,7 @@ def cmd_warmup(args):
     from .kernels._numba_env import CACHE_DIR
 
     done = ", ".join(m or "float32" for m in modes[:modes.index(mode) + 1])
-    print(f"kernels for {model.backend} backend ({done}) compiled and cached in {os.environ.get('NUMBA_CACHE_DIR', CACHE_DIR)} "
+    print(f"kernels for {model.backend} backend ({done}) compiled and cached in {CACHE_DIR} "
           f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
