@@ -31,7 +31,11 @@ def default_cache_dir() -> str:
 
 
 if "numba" not in sys.modules:
+    from . import _cache
+
     os.environ.setdefault("NUMBA_CACHE_DIR", default_cache_dir())
+    _cache.set_portable_target()
+    _cache.use_locator()
     os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
 
 CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR", default_cache_dir())

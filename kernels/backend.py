@@ -17,7 +17,6 @@ namespace portion, which never shadows another distribution's regular ``kernels`
 """
 import importlib
 import os
-import sys
 import warnings
 
 BACKENDS = ("numba", "numpy")
@@ -39,7 +38,7 @@ def load_backend(name=None):
     if requested == "numba":
         try:
             module = importlib.import_module(".jit", __package__)
-            _announce_first_compile(module)
+            _announce_compiles()
             return module
         except ImportError as error:
             warnings.warn(f"numba is unavailable ({error}); using the plain-numpy kernels", RuntimeWarning,
@@ -52,34 +51,6 @@ def backend_name(module):
     return "numba" if module.__name__.endswith(".jit") else "numpy"
 
 
-def _announce_first_compile(module):
-    """Print one line to stderr when this kernel source has never been compiled into the cache.
-
-    numba compiles lazily, on the first call of each kernel, so a first run pauses for several
-    seconds without this line. The marker is keyed on the kernel files and the numba version,
-    so an upgrade (which recompiles) announces itself again.
-    """
-    import numba
-
-    from ._numba_env import CACHE_DIR
-
-    here = os.path.dirname(module.__file__)
-    stamp = [numba.__version__] + [
-        f"{name}:{os.stat(os.path.join(here, name)).st_mtime_ns}:{os.stat(os.path.join(here, name)).st_size}"
-        for name in sorted(os.listdir(here)) if name.endswith(".py")]
-    marker = os.path.join(CACHE_DIR, f".compiled-{_digest(stamp)}")
-    if os.path.exists(marker):
-        return
-    print(f"minilm-np: compiling the numba kernels for this machine (first run only, cached in {CACHE_DIR})",
-          file=sys.stderr, flush=True)
-    try:
-        os.makedirs(CACHE_DIR, exist_ok=True)
-        open(marker, "w").close()
-    except OSError:
-        pass
-
-
-def _digest(parts):
-    import hashlib
-
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+def _announce_compiles():
+    """Register the one-line notice numba's compiles print (see :mod:`._locator`)."""
+    importlib.import_module("._locator", __package__)

@@ -56,7 +56,9 @@ examples:
   minilm-np info --model path/to/model --json
   minilm-np info --model path/to/cross-encoder     # its head and labels""",
     "warmup": """examples:
-  minilm-np warmup                        # compile and cache every kernel ahead of time""",
+  minilm-np warmup                        # compile every kernel set (float32, w8, w8a16, w8a8) now
+  minilm-np warmup --quantize w8a8        # only the kernels w8a8 needs
+  minilm-np warmup --shared               # into the install's shared cache (run as its owner)""",
     "serve": """needs the serve extra: pip install "minilm-np[serve]"
 
 examples:
@@ -176,6 +178,8 @@ def build_parser():
 
     p = command("warmup", "compile and cache every numba kernel ahead of time")
     _add_model_options(p)
+    p.add_argument("--shared", action="store_true",
+                   help="write the cache beside the installed package, where every user's first run finds it")
 
     p = command("serve", "serve embeddings and reranking over HTTP (OpenAI, Ollama, TEI, Cohere APIs)")
     _add_model_options(p)
@@ -343,12 +347,40 @@ def cmd_info(args):
 
 
 def cmd_warmup(args):
+    """Compile the kernels of float32 and every int8 mode (or the one ``--quantize`` names).
+
+    Two threads at least, so the parallel drivers compile too even on a one-core build machine.
+    """
     import time
 
+    if args.shared:
+        from .kernels._cache import SHARED_DIR
+
+        if "numba" in sys.modules:
+            raise UsageError("--shared must be given before numba is imported (use the command line)")
+        try:
+            os.makedirs(SHARED_DIR, exist_ok=True)
+            if not os.access(SHARED_DIR, os.W_OK):
+                raise PermissionError(SHARED_DIR)
+        except OSError:
+            raise UsageError(f"{SHARED_DIR} is not writable: run `minilm-np warmup --shared` as the owner "
+                             "of the installation (e.g. in the Dockerfile)") from None
+        os.environ["NUMBA_CACHE_DIR"] = SHARED_DIR
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(max(2, os.cpu_count() or 1)))
+    threads = max(2, args.threads or 2)
     start = time.perf_counter()
-    model = _load(args, cross_encoder=None)
-    model.warmup()
-    print(f"kernels for {model.backend} backend, quantize={model.quantization}, compiled and cached "
+    modes = [args.quantize] if args.quantize else [None, "w8", "w8a16", "w8a8"]
+    args.threads = threads
+    for mode in modes:
+        args.quantize = mode
+        model = _load(args, cross_encoder=None)  # a bi-encoder or a cross-encoder, as --model is
+        model.warmup()
+        if model.config.quantization:  # a quantised directory runs its own mode only
+            break
+    from .kernels._numba_env import CACHE_DIR
+
+    done = ", ".join(m or "float32" for m in modes[:modes.index(mode) + 1])
+    print(f"kernels for {model.backend} backend ({done}) compiled and cached in {CACHE_DIR} "
           f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 

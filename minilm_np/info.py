@@ -61,6 +61,7 @@ def model_info(model) -> dict:
         "threads": model.threads,
         "cpu_features": " ".join(cpu_features()) or "unknown",
         "numba_cache": CACHE_DIR,
+        "numba_target": os.environ.get("NUMBA_CPU_NAME") or "host",
         "numpy": np.__version__,
         "blas_kernels": blas_core() or "unknown",
     }

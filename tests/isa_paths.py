@@ -19,7 +19,8 @@ HASWELL_FEATURES = "+64bit,+avx,+avx2,+fma,+sse,+sse2,+sse3,+ssse3,+sse4.1,+sse4
 
 # name: (environment, host CPU features the path needs, the int8 path it must report)
 PATHS = {
-    "native": ({}, (), None),
+    "native": ({}, (), None),  # the portable tier of this CPU (kernels._cache.portable_target)
+    "host-exact": ({"MINILM_NP_TARGET": "host"}, (), None),  # numba's own target: this CPU's exact model
     "avx2": ({"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES}, ("avx2", "fma"), "avx2"),
     "avx-vnni": ({"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": HASWELL_FEATURES + ",+avxvnni"},
                  ("avx2", "fma", "avxvnni"), "avx-vnni"),

@@ -253,7 +253,29 @@ def test_info_and_warmup(model_dir, capsys):
     assert info["backend"] == "numpy" and info["embedding_dim"] == 384 and info["layers"] == 6
     proc = run_cli("warmup", "--threads", "1")
     assert proc.returncode == 0, proc.stderr
-    assert "compiled and cached" in proc.stderr
+    assert "compiled and cached" in proc.stderr and "w8a8" in proc.stderr
+    # nothing left to compile, for any mode, thread count or batch shape a later process uses
+    check = subprocess.run([sys.executable, "-c", AFTER_WARMUP], capture_output=True, text=True, env=ENV,
+                           timeout=600, cwd=REPO)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert check.stdout.split() == ["compiles", "0"], check.stdout + check.stderr
+    assert "compiling" not in check.stderr
+
+
+# Encodes in every mode with shapes warmup's own calls do not repeat, then prints numba's compile count.
+AFTER_WARMUP = """
+import minilm_np
+from minilm_np.kernels import _locator
+texts = ["one", "a somewhat longer sentence about the weather today", "word " * 300] * 5
+for mode in (None, "w8", "w8a16", "w8a8"):
+    for threads in (1, 2):
+        model = minilm_np.load(quantize=mode, threads=threads)
+        model.encode(texts, batch_size=4)
+        model.encode(texts[0])
+        model.encode(texts[:2], output_value="token_embeddings")
+        model.similarity(model.encode(texts[:2]), model.encode(texts[1:3]))
+print("compiles", _locator.compiles)
+"""
 
 
 # --------------------------------------------------------------------------------------------- parity
