@@ -44,7 +44,7 @@ import numpy as np
 from .config import Config
 from .errors import ModelFileError
 from .safetensors_io import open_row_file, release_pages
-from .weights import LayerWeights, Weights
+from .weights import LayerWeights, Weights, table_row_ids
 
 MODES = ("w8", "w8a16", "w8a8")
 OUTLIER_CHANNELS = 4
@@ -407,10 +407,7 @@ class QuantizedTable:
         IndexError
             An id is outside the table.
         """
-        ids = np.ascontiguousarray(ids, np.int64)
-        if len(ids) and (ids.min() < 0 or ids.max() >= self.shape[0]):
-            bad = ids[(ids < 0) | (ids >= self.shape[0])][0]
-            raise IndexError(f"index {bad} is out of range for an embedding table of {self.shape[0]} rows")
+        ids = table_row_ids(ids, self.shape[0])
         out = np.empty((len(ids), self.shape[1]), np.float32)
         if self.row_file is None:
             return self._k.gather_rows(self.qweight, self.scale, ids, out)

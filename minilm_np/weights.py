@@ -160,6 +160,21 @@ def load_weights(model_dir: str, config: Config, pack=False) -> Weights:
     return replace(weights, word_embeddings=FileTable(weights.word_embeddings, row_file))
 
 
+def table_row_ids(ids, n_rows):
+    """``ids`` as contiguous int64, each checked to be a row of an embedding table of ``n_rows`` rows.
+
+    Raises
+    ------
+    IndexError
+        An id is outside the table.
+    """
+    ids = np.ascontiguousarray(ids, np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= n_rows):
+        bad = ids[(ids < 0) | (ids >= n_rows)][0]
+        raise IndexError(f"index {bad} is out of range for an embedding table of {n_rows} rows")
+    return ids
+
+
 class FileTable:
     """A float32 embedding table left in its file: :meth:`rows` reads the rows a batch uses.
 
@@ -200,11 +215,7 @@ class FileTable:
         IndexError
             An id is outside the table.
         """
-        ids = np.ascontiguousarray(ids, np.int64)
-        if len(ids) and (ids.min() < 0 or ids.max() >= self.shape[0]):
-            bad = ids[(ids < 0) | (ids >= self.shape[0])][0]
-            raise IndexError(f"index {bad} is out of range for an embedding table of {self.shape[0]} rows")
-        needed, where = np.unique(ids, return_inverse=True)
+        needed, where = np.unique(table_row_ids(ids, self.shape[0]), return_inverse=True)
         return self.row_file.read(needed)[where.reshape(-1)]
 
 
