@@ -201,6 +201,17 @@ def save_xlmr_tokenizer(directory, tokenizer, model_max_length: int = 512, token
         tokenizer.save(os.path.join(str(directory), "tokenizer.json"))
 
 
+def randomize_layer_norms(model) -> None:
+    """LayerNorms start at gamma=1, beta=0: draw them too, so that every weight counts (needs torch)."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+
+
 def save_random_sentence_model(directory, tokenizer, *, num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
                                intermediate_size=128, max_position_embeddings=128, max_seq_length=None,
                                pooling="mean", dense_out=None, normalize=False, prompts=None, do_lower_case=False,
@@ -245,11 +256,7 @@ def save_random_sentence_model(directory, tokenizer, *, num_hidden_layers=2, hid
                         intermediate_size=intermediate_size, max_position_embeddings=max_position_embeddings,
                         hidden_act="gelu", initializer_range=init_range, pad_token_id=tokenizer.token_to_id("<pad>"))
     bert = BertModel(config, add_pooling_layer=False).eval()
-    with torch.no_grad():
-        for module in bert.modules():  # LayerNorms start at gamma=1, beta=0: make them count too
-            if isinstance(module, torch.nn.LayerNorm):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0, 0.1)
+    randomize_layer_norms(bert)
     bert.save_pretrained(bert_dir, safe_serialization=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

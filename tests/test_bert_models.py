@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import HAVE_ST, HAVE_TORCH
+from model_dirs import randomize_layer_norms
 from minilm_np.errors import UnsupportedModelError
 
 pytestmark = pytest.mark.skipif(not HAVE_ST, reason="sentence-transformers is not installed")
@@ -118,11 +119,7 @@ def hf_model(st, model_dir, tmp_path_factory):
         # A wider init than BERT's 0.02 so attention is far from uniform and every weight matters.
         config = BertConfig(vocab_size=vocab_size, hidden_act="gelu", initializer_range=0.08, **spec)
         bert = BertModel(config, add_pooling_layer=False).eval()
-        with torch.no_grad():
-            for module in bert.modules():  # LayerNorms start at gamma=1, beta=0: make them count too
-                if isinstance(module, torch.nn.LayerNorm):
-                    module.weight.uniform_(0.5, 1.5)
-                    module.bias.normal_(0, 0.1)
+        randomize_layer_norms(bert)
         bert.save_pretrained(path, safe_serialization=True)
         built[name] = path
         return path
