@@ -32,6 +32,7 @@ def main():
     args = parser.parse_args()
 
     import numba
+    from minilm_np.kernels import cpu
     from minilm_np.kernels import int8_gemm as g
     try:
         from threadpoolctl import threadpool_limits
@@ -41,10 +42,8 @@ def main():
         numba.set_num_threads(args.threads)
         if threadpool_limits is not None:
             threadpool_limits(args.threads, user_api="blas")
-    if args.portable:
-        g.select(False)
-    print(f"numba threads {numba.get_num_threads()}, AVX2 kernels: {g.using_avx2()} "
-          f"(HAVE_AVX2={g.HAVE_AVX2}), median of {args.repeats}")
+    isa = cpu.isa(int8_vector=not args.portable)
+    print(f"numba threads {numba.get_num_threads()}, {isa} (CPU AVX2={cpu.AVX2}), median of {args.repeats}")
     print(f"{'M':>5} {'K':>5} {'N':>5} | {'u8s8 GOP/s':>10} {'s16s8 GOP/s':>11} "
           f"{'sgemm GFLOP/s':>13} | {'u8s8 us':>9} {'s16s8 us':>9} {'sgemm us':>9}")
     rng = np.random.default_rng(0)
@@ -56,7 +55,7 @@ def main():
         af, wf = a8.astype(np.float32), w.astype(np.float32)
         c = np.empty((m, n), np.int32)
         cf = np.empty((m, n), np.float32)
-        fns = [lambda: g.gemm_u8s8(a8, p8, n, c), lambda: g.gemm_s16s8(a16, p16, n, c),
+        fns = [lambda: g.gemm_u8s8(a8, p8, n, c, isa=isa), lambda: g.gemm_s16s8(a16, p16, n, c, isa=isa),
                lambda: np.matmul(af, wf.T, out=cf)]
         for f in fns:  # warm up (compile, caches, thread pools)
             f(), f()

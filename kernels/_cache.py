@@ -10,7 +10,7 @@ Three things make one compile serve every later process:
   entry only serves that exact target. :func:`portable_target` names the x86-64 feature level of
   the host instead (``x86-64-v3`` for AVX2 machines, ``x86-64-v4`` for AVX-512), plus the int8
   extensions the kernels choose paths by (VNNI, AMX), so one build serves every machine of that tier.
-  The kernels pick their ISA paths from the same feature list (``_tiles.cpu_has``), so each path's
+  The kernels pick their ISA paths from the same feature list (``cpu.cpu_has``), so each path's
   bits are unchanged.
 - **A shared, read-only seed.** ``minilm-np warmup --shared`` compiles into :data:`SHARED_DIR`,
   beside the installed package; a process whose per-user cache lacks a file copies it from there
@@ -35,7 +35,7 @@ _LEVELS = (
     ("x86-64-v3", ("avx", "avx2", "bmi", "bmi2", "f16c", "fma", "lzcnt", "movbe", "xsave")),
     ("x86-64-v4", ("avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl")),
 )
-# Beyond the level: the features the int8 kernels choose their path by (kernels.int8_gemm).
+# Beyond the level: the features the int8 kernels choose their path by (kernels.cpu).
 _EXTRAS = ("avxvnni", "avx512vnni", "amx-tile", "amx-int8")
 
 

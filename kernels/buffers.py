@@ -2,10 +2,8 @@
 
 numpy aligns its allocations to 16 bytes (numba's to 32), so a 64-byte AVX-512 vector of such
 an array, and every row of it whose length is a multiple of 64 bytes, straddles two cache
-lines: each load or store of it touches both.  Measured on a Xeon (AVX-512, 1 thread,
-M = 4096), the packed float32 GEMM with its weights, A and C 16 bytes past a line against on
-one: K = 384 -> N = 1152 150-161 -> 171-175 GFLOP/s, 384 -> 1536 158 -> 170-173,
-1536 -> 384 185-186 -> 196-197.
+lines: each load or store of it touches both (the packed float32 GEMM ran 6-14% slower so;
+figures in docs/ARCHITECTURE.md).
 """
 import numpy as np
 

@@ -9,63 +9,35 @@ work is large enough to repay waking the thread pool.
 """
 import numpy as np
 
-from ._numba_env import may_run_parallel  # (must precede the numba import)
-from llvmlite import ir
+from ._numba_env import may_run_parallel  # noqa: F401  (must precede the numba import)
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._tiles import address, keep_alive
+from . import ir
 from .quant import U8_LEVELS
+from .tasks import address, chunk_rows, keep_alive, n_chunks, row_chunk
 
 JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 PJIT = dict(JIT, parallel=True)
 SCAN_JIT = dict(JIT, fastmath={"nnan", "nsz"})
 
-PARALLEL_MIN_ELEMENTS = 1 << 16
-"""Elements touched below which a kernel stays on the calling thread."""
-
-
-def _chunk(n_rows, width):
-    """Rows per parallel task, or 0 when the work is too small to share out."""
-    if n_rows * width < PARALLEL_MIN_ELEMENTS or not may_run_parallel():
-        return 0
-    return max(1, min(64, n_rows // 8))
-
 
 # ----------------------------------------------------------------------------------------------
 # Eight lanes at a time in LLVM IR: numba's scalar float min/max (NaN semantics) does not
-# vectorise, and the scan and the rounding cost 0.75 ns an element that way (a K=1536 linear:
-# 30% of its time).  Each intrinsic covers the whole 8-lane groups of a row; the numba code
+# vectorise.  Each intrinsic covers the whole 8-lane groups of a row; the numba code
 # finishes the rest with the same scalar operations, so results are bitwise unchanged.
 
-_F32 = ir.FloatType()
-_V8F32 = ir.VectorType(_F32, 8)
-_I64 = ir.IntType(64)
+_V8F32 = ir.vec(ir.F32, 8)
 _LANES = 8
 
 
 def _vectors(builder, count):
-    return builder.ashr(count, ir.Constant(_I64, 3))
+    return builder.ashr(count, ir.c64(3))
 
 
 def _load8(builder, base, i):
-    ptr = builder.inttoptr(builder.add(base, builder.mul(i, ir.Constant(_I64, 32))), _V8F32.as_pointer())
-    return builder.load(ptr, align=4)
-
-
-def _vmin(builder, a, b):  # the operands are finite activations: vminps
-    return builder.select(builder.fcmp_ordered("<", a, b, flags=("nnan",)), a, b)
-
-
-def _vmax(builder, a, b):
-    return builder.select(builder.fcmp_ordered(">", a, b, flags=("nnan",)), a, b)
-
-
-def _splat(builder, x):
-    v = builder.insert_element(ir.Constant(_V8F32, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(v, ir.Constant(_V8F32, ir.Undefined),
-                                  ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+    return ir.load(builder, builder.add(base, builder.mul(i, ir.c64(32))), _V8F32)
 
 
 @intrinsic
@@ -82,15 +54,15 @@ def _scan8(typingctx, x_addr, mask_addr, n):
         hi = cgutils.alloca_once_value(builder, zero)
         with cgutils.for_range(builder, _vectors(builder, count)) as loop:
             v = builder.fmul(_load8(builder, xa, loop.index), _load8(builder, ma, loop.index))
-            builder.store(_vmin(builder, builder.load(lo), v), lo)
-            builder.store(_vmax(builder, builder.load(hi), v), hi)
+            builder.store(ir.vmin(builder, builder.load(lo), v), lo)
+            builder.store(ir.vmax(builder, builder.load(hi), v), hi)
         lo_v, hi_v = builder.load(lo), builder.load(hi)
-        lanes = [ir.Constant(ir.IntType(32), j) for j in range(_LANES)]
+        lanes = [ir.c32(j) for j in range(_LANES)]
         lo_s = builder.extract_element(lo_v, lanes[0])
         hi_s = builder.extract_element(hi_v, lanes[0])
         for j in lanes[1:]:
-            lo_s = _vmin(builder, lo_s, builder.extract_element(lo_v, j))
-            hi_s = _vmax(builder, hi_s, builder.extract_element(hi_v, j))
+            lo_s = ir.vmin(builder, lo_s, builder.extract_element(lo_v, j))
+            hi_s = ir.vmax(builder, hi_s, builder.extract_element(hi_v, j))
         return context.make_tuple(builder, sig.return_type, [lo_s, hi_s])
 
     return sig, codegen
@@ -98,21 +70,21 @@ def _scan8(typingctx, x_addr, mask_addr, n):
 
 def _make_round8(kind):
     """``q[c] = code(rint(x[c] * mask[c] * inv) (+ zp))`` clamped to [lo, hi], over whole 8-lane groups."""
-    out_type = ir.IntType(8) if kind == "u8" else ir.IntType(16)
+    out_type = ir.I8 if kind == "u8" else ir.I16
 
     def codegen(context, builder, sig, args):
         xa, ma, count, inv, offset, low, high, qa = args
-        rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V8F32, [_V8F32]), "llvm.rint.v8f32")
-        inv_v, offset_v, low_v, high_v = (_splat(builder, a) for a in (inv, offset, low, high))
-        vec_out = ir.VectorType(out_type, 8)
+        rint = ir.declare(builder, "llvm.rint.v8f32", _V8F32, _V8F32)
+        inv_v, offset_v, low_v, high_v = (ir.splat(builder, a, _V8F32) for a in (inv, offset, low, high))
+        vec_out = ir.vec(out_type, 8)
         with cgutils.for_range(builder, _vectors(builder, count)) as loop:
             v = builder.fmul(builder.fmul(_load8(builder, xa, loop.index), _load8(builder, ma, loop.index)), inv_v)
             v = builder.call(rint, [v])
             if kind == "u8":
                 v = builder.fadd(v, offset_v)
-            v = _vmin(builder, _vmax(builder, v, low_v), high_v)
-            codes = builder.trunc(builder.fptosi(v, ir.VectorType(ir.IntType(32), 8)), vec_out)
-            step = ir.Constant(_I64, 8 * out_type.width // 8)
+            v = ir.vmin(builder, ir.vmax(builder, v, low_v), high_v)
+            codes = builder.trunc(builder.fptosi(v, ir.vec(ir.I32, 8)), vec_out)
+            step = ir.c64(8 * out_type.width // 8)
             builder.store(codes, builder.inttoptr(builder.add(qa, builder.mul(loop.index, step)),
                                                   vec_out.as_pointer()), align=1)
         return context.get_dummy_value()
@@ -153,71 +125,77 @@ def _row_range(x, mask, i, vector):
 
 
 @njit(**JIT)
-def _quantize_u8_rows(x, mask, q, scale, zero, lo_row, hi_row):
-    levels = np.float32(U8_LEVELS)
+def _quantize_rows(x, mask, top, q, scale, zero, lo_row, hi_row):
+    """Rows ``[lo_row, hi_row)``: u8 codes in ``[0, top]`` with zero points (``zero`` an array),
+    or symmetric codes in ``[-top, top]`` (``zero`` None; numba compiles each case apart)."""
+    levels = np.float32(top)
     vector = _vector_ok(x, mask, q)
     for i in range(lo_row, hi_row):
         lo, hi = _row_range(x, mask, i, vector)
-        rng = hi - lo
-        if rng > 0:
-            inv = levels / rng
-            scale[i] = rng / levels
+        extent = hi - lo if zero is not None else max(hi, -lo)
+        if extent > 0:
+            inv = levels / extent
+            scale[i] = extent / levels
         else:
             inv = np.float32(0.0)
             scale[i] = 0.0
-        zp = np.rint(-lo * inv)
-        zero[i] = np.int32(zp)
-        start = 0
-        if vector:
-            start = x.shape[1] // 8 * 8
-            _round8_u8(address(x) + i * x.strides[0], address(mask), x.shape[1], inv, zp, np.float32(0.0), levels,
+        if zero is not None:
+            zp = np.rint(-lo * inv)
+            zero[i] = np.int32(zp)
+            low = np.float32(0.0)
+        else:
+            zp = np.float32(0.0)
+            low = -levels
+        start = x.shape[1] // 8 * 8 if vector else 0
+        if vector and zero is not None:
+            _round8_u8(address(x) + i * x.strides[0], address(mask), x.shape[1], inv, zp, low, levels,
                        address(q) + i * q.strides[0])
-        for c in range(start, x.shape[1]):
-            v = np.rint((x[i, c] * mask[c]) * inv) + zp
-            q[i, c] = np.uint8(min(max(v, np.float32(0.0)), levels))
-    keep_alive(x)
-    keep_alive(mask)
-    keep_alive(q)
-
-
-@njit(**PJIT)
-def _quantize_u8_parallel(x, mask, q, scale, zero, chunk):
-    n = x.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
-        _quantize_u8_rows(x, mask, q, scale, zero, c * chunk, min(n, (c + 1) * chunk))
-
-
-@njit(**JIT)
-def _quantize_s16_rows(x, mask, qmax, q, scale, lo_row, hi_row):
-    top = np.float32(qmax)
-    vector = _vector_ok(x, mask, q)
-    for i in range(lo_row, hi_row):
-        lo, hi = _row_range(x, mask, i, vector)
-        amax = max(hi, -lo)
-        if amax > 0:
-            inv = top / amax
-            scale[i] = amax / top
-        else:
-            inv = np.float32(0.0)
-            scale[i] = 0.0
-        start = 0
-        if vector:
-            start = x.shape[1] // 8 * 8
-            _round8_s16(address(x) + i * x.strides[0], address(mask), x.shape[1], inv, np.float32(0.0), -top, top,
+        elif vector:
+            _round8_s16(address(x) + i * x.strides[0], address(mask), x.shape[1], inv, zp, low, levels,
                         address(q) + i * q.strides[0])
         for c in range(start, x.shape[1]):
             v = np.rint((x[i, c] * mask[c]) * inv)
-            q[i, c] = np.int16(min(max(v, -top), top))
+            if zero is not None:
+                v += zp
+            q[i, c] = min(max(v, low), levels)
     keep_alive(x)
     keep_alive(mask)
     keep_alive(q)
 
 
 @njit(**PJIT)
-def _quantize_s16_parallel(x, mask, qmax, q, scale, chunk):
-    n = x.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
-        _quantize_s16_rows(x, mask, qmax, q, scale, c * chunk, min(n, (c + 1) * chunk))
+def _quantize_parallel(x, mask, top, q, scale, zero, chunk):
+    for c in prange(n_chunks(x.shape[0], chunk)):
+        _quantize_rows(x, mask, top, q, scale, zero, *chunk_rows(c, x.shape[0], chunk))
+
+
+@njit(**JIT)
+def _quantize(x, mask, top, q, scale, zero, chunk):
+    if chunk:
+        _quantize_parallel(x, mask, top, q, scale, zero, chunk)
+    else:
+        _quantize_rows(x, mask, top, q, scale, zero, 0, x.shape[0])
+
+
+@njit(**JIT)
+def quantized_u8(x, mask, chunk):
+    """:func:`quantize_rows_u8` into new arrays ``(codes, scale, zero)``, on ``chunk`` rows a
+    parallel task (0: serial); for the fused int8 linears, which call it from numba."""
+    m, k = x.shape
+    codes = np.empty((m, k), dtype=np.uint8)
+    scale = np.empty(m, dtype=np.float32)
+    zero = np.empty(m, dtype=np.int32)
+    _quantize(x, mask, U8_LEVELS, codes, scale, zero, chunk)
+    return codes, scale, zero
+
+
+@njit(**JIT)
+def quantized_s16(x, mask, max_code, chunk):
+    """:func:`quantize_rows_s16` into new arrays ``(codes, scale)``; as :func:`quantized_u8`."""
+    codes = np.empty(x.shape, dtype=np.int16)
+    scale = np.empty(x.shape[0], dtype=np.float32)
+    _quantize(x, mask, max_code, codes, scale, None, chunk)
+    return codes, scale
 
 
 @njit(**JIT)
@@ -225,8 +203,7 @@ def _dequantize_rows(acc, out, x, scale, zero, col_scale, col_sum, outlier_index
                      lo_row, hi_row):
     n = out.shape[1]
     # acc is usually out's own memory: LLVM's run-time overlap check would then fail and leave
-    # every loop scalar, so each row is worked on in local buffers (256 x 384 rows:
-    # 0.45 -> 0.27 ms, measured).
+    # every loop scalar, so each row is worked on in local buffers.
     ints = np.empty(n, dtype=np.int32)
     steps = np.empty(n, dtype=np.float32)
     row = np.empty(n, dtype=np.float32)
@@ -255,10 +232,9 @@ def _dequantize_rows(acc, out, x, scale, zero, col_scale, col_sum, outlier_index
 
 @njit(**PJIT)
 def _dequantize_parallel(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight, chunk):
-    m = out.shape[0]
-    for c in prange((m + chunk - 1) // chunk):
+    for c in prange(n_chunks(out.shape[0], chunk)):
         _dequantize_rows(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight,
-                         c * chunk, min(m, (c + 1) * chunk))
+                         *chunk_rows(c, out.shape[0], chunk))
 
 
 @njit(**JIT)
@@ -273,10 +249,9 @@ def _dequantize_weight_rows(q, col_scale, outlier_index, outlier_weight, out, lo
 
 @njit(**PJIT)
 def _dequantize_weights_parallel(q, col_scale, outlier_index, outlier_weight, out, chunk):
-    n = q.shape[0]
-    for c in prange((n + chunk - 1) // chunk):
-        _dequantize_weight_rows(q, col_scale, outlier_index, outlier_weight, out, c * chunk,
-                                min(n, (c + 1) * chunk))
+    for c in prange(n_chunks(q.shape[0], chunk)):
+        _dequantize_weight_rows(q, col_scale, outlier_index, outlier_weight, out, *chunk_rows(c, q.shape[0],
+                                chunk))
 
 
 @njit(**JIT)
@@ -299,10 +274,9 @@ def _dequantize_packed_panels(q, col_scale, outlier_index, outlier_weight, out, 
 
 @njit(**PJIT)
 def _dequantize_packed_parallel(q, col_scale, outlier_index, outlier_weight, out, chunk):
-    n_panels = out.shape[0]
-    for c in prange((n_panels + chunk - 1) // chunk):
-        _dequantize_packed_panels(q, col_scale, outlier_index, outlier_weight, out, c * chunk,
-                                  min(n_panels, (c + 1) * chunk))
+    for c in prange(n_chunks(out.shape[0], chunk)):
+        _dequantize_packed_panels(q, col_scale, outlier_index, outlier_weight, out, *chunk_rows(c,
+                                  out.shape[0], chunk))
 
 
 @njit(**JIT)
@@ -315,23 +289,15 @@ def _gather_rows(q_table, row_scale, ids, out):
 
 
 def quantize_rows_u8(x, mask, q, scale, zero):
-    chunk = _chunk(*x.shape)
-    if chunk:
-        _quantize_u8_parallel(x, mask, q, scale, zero, chunk)
-    else:
-        _quantize_u8_rows(x, mask, q, scale, zero, 0, x.shape[0])
+    _quantize(x, mask, U8_LEVELS, q, scale, zero, row_chunk(*x.shape))
 
 
 def quantize_rows_s16(x, mask, qmax, q, scale):
-    chunk = _chunk(*x.shape)
-    if chunk:
-        _quantize_s16_parallel(x, mask, int(qmax), q, scale, chunk)
-    else:
-        _quantize_s16_rows(x, mask, int(qmax), q, scale, 0, x.shape[0])
+    _quantize(x, mask, int(qmax), q, scale, None, row_chunk(*x.shape))
 
 
 def dequantize_output(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight):
-    chunk = _chunk(*out.shape)
+    chunk = row_chunk(*out.shape)
     if chunk:
         _dequantize_parallel(acc, out, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight, chunk)
     else:
@@ -341,7 +307,7 @@ def dequantize_output(acc, out, x, scale, zero, col_scale, col_sum, outlier_inde
 
 
 def dequantize_weights(q, col_scale, outlier_index, outlier_weight, out):
-    chunk = _chunk(*q.shape)
+    chunk = row_chunk(*q.shape)
     if chunk:
         _dequantize_weights_parallel(q, col_scale, outlier_index, outlier_weight, out, chunk)
     else:
@@ -350,7 +316,7 @@ def dequantize_weights(q, col_scale, outlier_index, outlier_weight, out):
 
 
 def dequantize_weights_packed(q, col_scale, outlier_index, outlier_weight, out):
-    chunk = _chunk(*q.shape)
+    chunk = row_chunk(*q.shape)
     if chunk:
         _dequantize_packed_parallel(q, col_scale, outlier_index, outlier_weight, out, max(1, chunk // out.shape[2]))
     else:

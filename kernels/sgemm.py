@@ -8,12 +8,9 @@ output element is one chain of fused multiply-adds over ``k = 0, 1, ..., K-1`` s
 zero, whatever the tile, the row block or the thread it lands in: a row's result is bitwise
 the same alone or in any batch.
 
-Why not AMX (which the int8 GEMMs use).  The tile unit multiplies bfloat16, not float32.  With
-each operand split into bfloat16 parts, three products (``hi hi + hi lo + lo hi``) missed the
-float32 parity bound (max abs diff 3.6e-6 against 2e-6 over the parity corpus, emulated in
-numpy); six (three parts each) met it (3.6e-7).  But ``tdpbf16ps`` on the int8 kernels' 32 x 32
-tiling ran at 0.94-1.12 TFLOP/s on one Sapphire Rapids core, so six products come to
-156-187 GFLOP/s of float32 work: no faster than this kernel (194-205 on the same shapes).
+Why not AMX (which the int8 GEMMs use).  The tile unit multiplies bfloat16: three split
+products miss the float32 parity bound and six are no faster than this kernel (figures in
+docs/ARCHITECTURE.md; commit eb8bd96).
 
 Packed layout.  Output columns are split into *panels* of ``PANEL = 16`` (two 8-lane float32
 vectors); one panel is ``K`` consecutive 64-byte rows::
@@ -24,7 +21,7 @@ so ``packed`` is float32 ``(ceil(N / 16), K, 16)``.  The micro-kernel (LLVM IR t
 ``numba.extending.intrinsic``) keeps an ``mr x 16`` tile of ``C`` in registers, ``mr <= 6``,
 broadcasting one ``A`` element per row and step; ``M`` is cut into near-equal tiles of at most
 6 rows (17 rows: 6 + 6 + 5), so no tile is a lone slow row.  Where the CPU has AVX-512
-(:data:`HAVE_AVX512`) the tile is ``mr x 32``, ``mr <= 12``: one 16-lane vector from each of
+(``isa.avx512``, :mod:`cpu`) the tile is ``mr x 32``, ``mr <= 12``: one 16-lane vector from each of
 two panels, the same chains of fused multiply-adds, so bitwise the same ``C``.  Edge columns of
 the last panel are stored with masked stores: nothing outside ``(M, N)`` is written.
 
@@ -34,15 +31,14 @@ agrees to float32 rounding, not bitwise (BLAS sums in another order).
 import numpy as np
 
 from ._numba_env import pool_threads  # (must precede the numba import)
-from . import reference
-from ._tiles import HAVE_AVX512, address, keep_alive, plan_tasks, store_tile
+from . import ir, reference
 from .buffers import empty_aligned
-from numba import njit, prange, types
+from .cpu import ISA
+from .tasks import address, keep_alive, n_tasks, plan_tasks, task_bounds
+from numba import njit, prange
 from numba.core import cgutils
-from numba.extending import intrinsic
-from llvmlite import ir
 
-__all__ = ["PANEL", "pack_weights", "unpack_weights", "gemm", "gemm_reference"]
+__all__ = ["PANEL", "pack_weights", "unpack_weights", "gemm", "gemm_reference", "block"]
 
 PANEL = 16
 """Output columns per packed panel."""
@@ -149,8 +145,8 @@ def gemm_reference(a, packed, n, bias=None, out=None, gelu=False):
 # ----------------------------------------------------------------------------------------------
 # Micro-kernel, emitted as LLVM IR.
 #
-# kernel(a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step) computes an
-# (mr x 16) tile, or with 16 lanes an (mr x 32) tile over two panels:
+# kernel(mr, a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step, gelu)
+# computes an (mr x 16) tile, or with 16 lanes an (mr x 32) tile over two panels:
 #   a_addr: address of A[i0, 0]; lda: bytes between A rows;
 #   w_addr: address of one packed panel (k rows of 64 bytes);
 #   w2_off: 16 lanes only: bytes from w_addr to the second panel (0: the panel is its own pair);
@@ -159,175 +155,72 @@ def gemm_reference(a, packed, n, bias=None, out=None, gelu=False):
 #   pf_addr, pf_step: at step k, prefetch the line at pf_addr + k * pf_step (of each panel of
 #     the pair): a share of the next panel (pair), or of this one.
 
-_F32, _I32, _I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 
-
-# GELU(x) = x/2 (1 + erf(x / sqrt 2)) for the epilogue (``gelu``); erf(x) ~= x * P(x^2) / Q(x^2)
-# on [-4, 4], the rational form that Eigen and XLA evaluate in float32 (abs error < 1.5e-7 here),
-# also kernels.jit's.  llvm.fma, not fmuladd, so that every vector width rounds alike.
-_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
-_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-          -1.42647390514189e-02)
-
-
-def _gelu(builder, x, fma):
-    """IR: the exact (erf) GELU of the float32 vector ``x``."""
-    vec = x.type
-
-    def const(c):
-        return ir.Constant(vec, [float(np.float32(c))] * vec.count)
-
-    def clamp(v, lo, hi):
-        v = builder.select(builder.fcmp_ordered("<", v, const(lo)), const(lo), v)
-        return builder.select(builder.fcmp_ordered(">", v, const(hi)), const(hi), v)
-
-    t = clamp(builder.fmul(x, const(np.sqrt(0.5))), -4.0, 4.0)
-    t2 = builder.fmul(t, t)
-    p, q = const(_ERF_P[0]), const(_ERF_Q[0])
-    for c in _ERF_P[1:]:
-        p = builder.call(fma, [p, t2, const(c)])
-    for c in _ERF_Q[1:]:
-        q = builder.call(fma, [q, t2, const(c)])
-    erf = builder.fdiv(builder.fmul(t, p), q)
-    return builder.fmul(builder.fmul(const(0.5), x), builder.fadd(const(1.0), erf))
-
-
-def _make_kernel(mr, lanes):
-    """The micro-kernel: ``mr x 16``, two 8-lane vectors of one panel; or (``lanes=16``, AVX-512)
-    ``mr x 32``, one 16-lane vector from each of two panels (``w_addr`` and ``w_addr + w2_off``).
-
-    Every accumulator lane is the same fused multiply-add chain in either width, so the two
-    give bitwise the same ``C``.
-    """
-    vec = ir.VectorType(_F32, lanes)
+def _emit_tile(builder, mr, lanes, args):
+    """IR of one ``mr``-row tile (see above); every accumulator lane is the same chain of fused
+    multiply-adds in either width, so the two give bitwise the same ``C``."""
+    a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step, gelu = args
+    vec = ir.vec(ir.F32, lanes)
     nr = 2
+    fma = ir.declare(builder, f"llvm.fma.v{lanes}f32", vec, vec, vec, vec)
+    # byte offset of vector v within a packed row: the next 8 lanes of the panel, or the
+    # same row of the second panel
+    vstride = ir.c64(32) if lanes == 8 else w2_off
+    zero = ir.fconst(vec, 0.0)
+    accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nr)] for _ in range(mr)]
+    rows = [builder.add(a_addr, builder.mul(lda, ir.c64(i))) for i in range(mr)]
+    with cgutils.for_range(builder, k) as loop:
+        kk = loop.index
+        wrow = builder.add(w_addr, builder.mul(kk, ir.c64(PANEL * 4)))
+        ws = [ir.load(builder, builder.add(wrow, builder.mul(vstride, ir.c64(v))), vec) for v in range(nr)]
+        # row k of the panel(s) to come into L2 (they stream in from memory while these are
+        # computed), and row k + L1_PREFETCH_ROWS of this panel (pair) into L1
+        pfrow = builder.add(pf_addr, builder.mul(kk, pf_step))
+        l1row = builder.add(wrow, ir.c64(L1_PREFETCH_ROWS * PANEL * 4))
+        for row, locality in ((pfrow, 2), (l1row, 3)):
+            for v in range(1 if lanes == 8 else nr):
+                ir.prefetch(builder, builder.add(row, builder.mul(vstride, ir.c64(v))), locality)
+        k4 = builder.mul(kk, ir.c64(4))
+        for i in range(mr):
+            xv = ir.splat(builder, ir.load(builder, builder.add(rows[i], k4), ir.F32), vec)
+            for v in range(nr):
+                builder.store(builder.call(fma, [xv, ws[v], builder.load(accs[i][v])]), accs[i][v])
 
+    with builder.if_then(builder.icmp_signed("!=", b_addr, ir.c64(0))):
+        bias = [ir.load(builder, builder.add(b_addr, ir.c64(4 * lanes * v)), vec) for v in range(nr)]
+        for i in range(mr):
+            for v in range(nr):
+                builder.store(builder.fadd(builder.load(accs[i][v]), bias[v]), accs[i][v])
+    with builder.if_then(builder.icmp_signed("!=", gelu, ir.c64(0))):
+        for i in range(mr):
+            for v in range(nr):
+                builder.store(ir.gelu(builder, builder.load(accs[i][v]), fma), accs[i][v])
+    ir.store_tile(builder, accs, c_addr, ldc, ncols, ir.F32, lanes)
+
+
+def _make_kernel(lanes, mr_max):
+    """The micro-kernel intrinsic for tiles of 1..``mr_max`` rows (the first argument, chosen at
+    run time): ``mr x 16``, two 8-lane vectors of one panel; or (``lanes=16``, AVX-512)
+    ``mr x 32``, one 16-lane vector from each of two panels (``w_addr`` and ``w_addr + w2_off``)."""
     def codegen(context, builder, sig, args):
-        a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step, gelu = args
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                             f"llvm.fma.v{lanes}f32")
-        i8p = ir.IntType(8).as_pointer()
-        prefetch = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]), "llvm.prefetch.p0")
-
-        def c64(x):
-            return ir.Constant(_I64, x)
-
-        # byte offset of vector v within a packed row: the next 8 lanes of the panel, or the
-        # same row of the second panel
-        vstride = c64(32) if lanes == 8 else w2_off
-        zero = ir.Constant(vec, [0.0] * lanes)
-        accs = [[cgutils.alloca_once_value(builder, zero) for _ in range(nr)] for _ in range(mr)]
-        rows = [builder.add(a_addr, builder.mul(lda, c64(i))) for i in range(mr)]
-        undef = ir.Constant(vec, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes)
-        with cgutils.for_range(builder, k) as loop:
-            kk = loop.index
-            wrow = builder.add(w_addr, builder.mul(kk, c64(PANEL * 4)))
-            ws = [builder.load(builder.inttoptr(builder.add(wrow, builder.mul(vstride, c64(v))), vec.as_pointer()),
-                               align=4) for v in range(nr)]
-            # row k of the panel(s) to come, into L2 (prefetcht1): they stream in from memory while
-            # these are computed (measured: a 17-row forward's GEMMs 6.6-9.2 -> 4.3-4.7 ms)
-            pfrow = builder.add(pf_addr, builder.mul(kk, pf_step))
-            for v in range(1 if lanes == 8 else nr):
-                builder.call(prefetch, [builder.inttoptr(builder.add(pfrow, builder.mul(vstride, c64(v))), i8p),
-                                        ir.Constant(_I32, 0), ir.Constant(_I32, 2), ir.Constant(_I32, 1)])
-            # and row k + L1_PREFETCH_ROWS of this panel (pair) into L1 (prefetcht0); it may
-            # point past the panel: prefetches never fault
-            l1row = builder.add(wrow, c64(L1_PREFETCH_ROWS * PANEL * 4))
-            for v in range(1 if lanes == 8 else nr):
-                builder.call(prefetch, [builder.inttoptr(builder.add(l1row, builder.mul(vstride, c64(v))), i8p),
-                                        ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
-            k4 = builder.mul(kk, c64(4))
-            for i in range(mr):
-                x = builder.load(builder.inttoptr(builder.add(rows[i], k4), _F32.as_pointer()), align=4)
-                xv = builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(_I32, 0)), undef, splat)
-                for v in range(nr):
-                    builder.store(builder.call(fma, [xv, ws[v], builder.load(accs[i][v])]), accs[i][v])
-
-        has_bias = builder.icmp_signed("!=", b_addr, c64(0))
-        with builder.if_then(has_bias):
-            bias = [builder.load(builder.inttoptr(builder.add(b_addr, c64(4 * lanes * v)), vec.as_pointer()), align=4)
-                    for v in range(nr)]
-            for i in range(mr):
-                for v in range(nr):
-                    builder.store(builder.fadd(builder.load(accs[i][v]), bias[v]), accs[i][v])
-        with builder.if_then(builder.icmp_signed("!=", gelu, c64(0))):
-            for i in range(mr):
-                for v in range(nr):
-                    builder.store(_gelu(builder, builder.load(accs[i][v]), fma), accs[i][v])
-
-        store_tile(builder, accs, c_addr, ldc, ncols, _F32, lanes)
+        ir.switch_on(builder, args[0], range(1, mr_max + 1), lambda mr: _emit_tile(builder, mr, lanes, args[1:]))
         return context.get_dummy_value()
 
-    def kernel(typingctx, a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step, gelu):
-        args = (a_addr, lda, w_addr, w2_off, k, c_addr, ldc, ncols, b_addr, pf_addr, pf_step, gelu)
-        if not all(isinstance(t, types.Integer) for t in args):
-            return None
-        return types.void(*([types.int64] * 12)), codegen
-
-    kernel.__name__ = kernel.__qualname__ = f"_ukernel_f32_{mr}x{2 * lanes}"
-    return intrinsic(kernel)
+    return ir.int_intrinsic(f"_ukernel_f32_x{2 * lanes}", 13, codegen)
 
 
-_k1, _k2, _k3, _k4, _k5, _k6 = (_make_kernel(mr, 8) for mr in range(1, MR + 1))
-(_w1, _w2, _w3, _w4, _w5, _w6, _w7, _w8, _w9, _w10, _w11, _w12) = (_make_kernel(mr, 16) for mr in range(1, MR_WIDE + 1))
+_kernel8 = _make_kernel(8, MR)
+_kernel16 = _make_kernel(16, MR_WIDE)
 
 
 @njit(**_JIT)
-def _tile(mr, a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act):
-    if mr == 6:
-        _k6(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    elif mr == 5:
-        _k5(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    elif mr == 4:
-        _k4(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    elif mr == 3:
-        _k3(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    elif mr == 2:
-        _k2(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    else:
-        _k1(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-
-
-@njit(**_JIT)
-def _tile_wide(mr, a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act):
-    if mr > 8:
-        if mr == 12:
-            _w12(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-        elif mr == 11:
-            _w11(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-        elif mr == 10:
-            _w10(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-        else:
-            _w9(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    elif mr > 4:
-        if mr == 8:
-            _w8(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-        elif mr == 7:
-            _w7(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-        elif mr == 6:
-            _w6(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-        else:
-            _w5(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    elif mr == 4:
-        _w4(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    elif mr == 3:
-        _w3(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    elif mr == 2:
-        _w2(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-    else:
-        _w1(a_addr, lda, wp, w2, k, cp, ldc, ncols, bp, pf, ps, act)
-
-
-@njit(**_JIT)
-def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb, wide, act=0):
-    """Rows [i0, i1) x panels [p0, p1), ``mb`` rows of A at a time (kept in L2 over the panels).
+def block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb, wide, act=0):
+    """Rows [i0, i1) x panels [p0, p1) of ``C = A W^T (+ bias)``, ``mb`` rows of A at a time
+    (kept in L2 over the panels); addresses and strides in bytes, one thread.
 
     ``wide``: the AVX-512 kernels, two panels a tile.  A lone last panel is its own pair
     (``w2 = 0``); the pair's columns are not stored, and its bias lanes come from the padding
-    (see :func:`_entry`).
+    (see :func:`_entry`).  ``act`` 1: GELU after the bias.  Attention calls this directly.
     """
     panel_bytes = k * PANEL * 4
     step = 2 if wide else 1
@@ -350,27 +243,21 @@ def _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb, w
                 mr = base + 1 if t < extra else base
                 # the row tiles share out the prefetch of the next panel(s): tile t fetches the
                 # t-th 1/n_tiles of it, spread over its k steps, so that memory stays busy while
-                # the later tiles compute on the panel already in cache (measured on a Xeon, one
-                # thread: the 24 GEMMs of an 18-token forward pass 112-116 -> 122-133 GFLOP/s,
-                # with the L1 prefetch)
+                # the later tiles compute on the panel already in cache
                 ps = (PANEL * 4) // n_tiles
                 pft = pf + (t * k // n_tiles) * (PANEL * 4)
                 if wide:
-                    _tile_wide(mr, a_addr + i * lda, lda, wp, w2, k, cp + i * ldc, ldc, ncols, bp, pft, ps, act)
+                    _kernel16(mr, a_addr + i * lda, lda, wp, w2, k, cp + i * ldc, ldc, ncols, bp, pft, ps, act)
                 else:
-                    _tile(mr, a_addr + i * lda, lda, wp, 0, k, cp + i * ldc, ldc, ncols, bp, pft, ps, act)
+                    _kernel8(mr, a_addr + i * lda, lda, wp, 0, k, cp + i * ldc, ldc, ncols, bp, pft, ps, act)
                 i += mr
 
 
 @njit(parallel=True, **_JIT)
 def _parallel(a_addr, lda, w_addr, k, c_addr, ldc, m, n, b_addr, rb, n_panels, pb, mb, wide, act):
-    n_rt = (m + rb - 1) // rb
-    n_pt = (n_panels + pb - 1) // pb
-    for t in prange(n_rt * n_pt):
-        r = t // n_pt
-        q = t - r * n_pt
-        _block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, r * rb, min(m, r * rb + rb),
-               q * pb, min(n_panels, q * pb + pb), mb, wide, act)
+    for t in prange(n_tasks(m, rb, n_panels, pb)):
+        i0, i1, p0, p1 = task_bounds(t, m, rb, n_panels, pb)
+        block(a_addr, lda, w_addr, k, c_addr, ldc, n, b_addr, i0, i1, p0, p1, mb, wide, act)
 
 
 @njit(**_JIT)
@@ -394,8 +281,8 @@ def _entry(a, packed, n, bias, use_bias, out, threads, wide, act=0):
         _parallel(address(a), lda, address(packed), k, address(out), out.strides[0], m, n, b_addr, rb, n_panels, pb,
                   mb, wide, act)
     else:
-        _block(address(a), lda, address(packed), k, address(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb,
-               wide, act)
+        block(address(a), lda, address(packed), k, address(out), out.strides[0], n, b_addr, 0, m, 0, n_panels, mb,
+              wide, act)
     if use_bias:
         keep_alive(padded)  # the kernels read the padded bias by address
 
@@ -403,7 +290,7 @@ def _entry(a, packed, n, bias, use_bias, out, threads, wide, act=0):
 _NO_BIAS = np.zeros(1, np.float32)
 
 
-def gemm(a, packed, n, bias=None, out=None, gelu=False):
+def gemm(a, packed, n, bias=None, out=None, gelu=False, isa=None):
     """``out = a @ W.T (+ bias)`` for float32 ``a`` and weights packed by :func:`pack_weights`.
 
     Parameters
@@ -421,6 +308,8 @@ def gemm(a, packed, n, bias=None, out=None, gelu=False):
     gelu : bool
         Apply GELU(x) = x/2 (1 + erf(x / sqrt 2)) to each tile after the bias, in registers
         (float32, erf within 1.5e-7): one pass over ``out`` in memory fewer than a separate GELU.
+    isa : cpu.Isa, optional
+        ``isa.avx512``: 16-lane tiles (bitwise the same ``out``); default :data:`cpu.ISA`.
 
     Returns
     -------
@@ -435,8 +324,8 @@ def gemm(a, packed, n, bias=None, out=None, gelu=False):
     m, k = a.shape
     if m and n:
         threads = pool_threads() if m * n * k >= PARALLEL_MIN_FLOPS else 1
-        _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads, HAVE_AVX512,
-               1 if gelu else 0)
+        _entry(a, packed, n, _NO_BIAS if bias is None else bias, bias is not None, target, threads,
+               (isa or ISA).avx512, 1 if gelu else 0)
     if target is not out:
         out[...] = target
     return out

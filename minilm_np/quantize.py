@@ -137,7 +137,7 @@ def _resolve_backend(backend):
     name = backend or os.environ.get("MINILM_NP_BACKEND") or "numba"
     if name == "numba":
         try:
-            from .kernels import int8_gemm, quant_jit  # noqa: F401
+            from .kernels import int8_linear, quant_jit  # noqa: F401
         except ImportError:
             return "numpy"
     return "numba" if name == "numba" else "numpy"
@@ -240,17 +240,14 @@ class QuantizedLinear:
         self._packed = None
         self._qweight = np.ascontiguousarray(qweight, np.int8)
         if self.backend == "numba" and mode != "w8":
-            from .kernels import int8_gemm
+            from .kernels import int8_linear
 
-            # w8a16 on the AMX tiles multiplies the codes' two bytes by the u8s8 packing
-            bytes_packed = mode == "w8a8" or (int8_gemm.using_amx() and k % 64 == 0)
-            pack = int8_gemm.pack_weights_u8s8 if bytes_packed else int8_gemm.pack_weights_s16s8
-            self._packed = pack(self._qweight)
-            release_pages(qweight)  # a mapped file's pages: the packed copy replaces them
             self._max_code = None if mode == "w8a8" else self.s16_max
-            self._linear = int8_gemm._linear
-            self._columns = int8_gemm.Dequantization(self.scale, self.col_sum, self.outlier_index,
-                                                     self.outlier_weight)
+            self._packed = int8_linear.pack(self._qweight, self._max_code)
+            release_pages(qweight)  # a mapped file's pages: the packed copy replaces them
+            self._linear = int8_linear.linear
+            self._columns = int8_linear.Dequantization(self.scale, self.col_sum, self.outlier_index,
+                                                       self.outlier_weight)
             self._qweight = None  # the packed copy is all the kernel needs
 
     @property
@@ -258,7 +255,7 @@ class QuantizedLinear:
         """The int8 codes, ``(N, K)`` (unpacked on demand)."""
         if self._qweight is not None:
             return self._qweight
-        from .kernels.int8_gemm import unpack_weights
+        from .kernels.int8_pack import unpack_weights
 
         return unpack_weights(self._packed, *self.shape)
 

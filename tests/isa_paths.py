@@ -2,7 +2,7 @@
 
 Each path is a set of environment variables that makes this process compile and run the kernels a
 less capable CPU gets: numba's code-generation target (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``,
-which ``kernels._tiles.cpu_has`` honours) and the kernels' own switches. Run as a script under one
+which ``kernels.cpu.cpu_has`` honours) and the kernels' own switches. Run as a script under one
 path, it checks the numba kernels against their numpy twins, checks that every text's vector is
 bitwise the same alone and in batches of several sizes (fp32, w8a16, w8a8), and writes the vectors
 and the path it actually took to ``OUT`` (an ``.npz``) for :mod:`test_isa_paths` to compare across
@@ -39,12 +39,12 @@ def host_lacks(features):
     return [feature for feature in features if not host.get(feature, False)]
 
 
-def _int8_path(g):
-    if not g.using_avx2():
+def _int8_path(cpu):
+    if not cpu.ISA.int8_vector:
         return "portable"
-    if g.using_amx():
+    if cpu.ISA.amx:
         return "amx"
-    return "avx512-vnni" if g.HAVE_VNNI512 else "avx-vnni" if g.HAVE_VNNI else "avx2"
+    return "avx512-vnni" if cpu.VNNI512 else "avx-vnni" if cpu.VNNI else "avx2"
 
 
 def _check_twins():
@@ -88,7 +88,7 @@ def main(out_path):
     import numpy as np
 
     import minilm_np
-    from minilm_np.kernels import _tiles, int8_gemm
+    from minilm_np.kernels import cpu
 
     _check_twins()
     texts = _texts()
@@ -102,7 +102,7 @@ def main(out_path):
         for i, text in enumerate(texts[:12]):
             assert np.array_equal(model.encode(text), batched[i]), f"{mode}: text {i} differs alone"
         vectors[str(mode)] = batched
-    taken = {"avx512_float32": bool(_tiles.HAVE_AVX512), "int8": _int8_path(int8_gemm)}
+    taken = {"avx512_float32": bool(cpu.ISA.avx512), "int8": _int8_path(cpu)}
     np.savez(out_path, taken=json.dumps(taken), **vectors)
 
 

@@ -1,7 +1,7 @@
-"""int8 GEMM kernels (minilm_np.kernels.int8_gemm): bit-exact against an int64 numpy matmul.
+"""int8 GEMM kernels (minilm_np.kernels.int8_gemm, int8_linear): bit-exact against an int64 numpy matmul.
 
-Every kernel test runs on both implementations: the AVX2 micro-kernels (skipped on CPUs
-without AVX2) and the portable numba loops, selected with ``int8_gemm.select``.
+Every kernel test runs on each path: the AMX tiles and the AVX2/VNNI micro-kernels (skipped on
+CPUs without them) and the portable numba loops, chosen by the ``isa=`` each call is given.
 """
 import os
 import subprocess
@@ -13,11 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from minilm_np.kernels import cpu
 from minilm_np.kernels import int8_gemm as g
+from minilm_np.kernels import int8_linear as lin
 
-IMPLS = [pytest.param((True, True), id="amx", marks=pytest.mark.skipif(not g.HAVE_AMX, reason="no AMX")),
-         pytest.param((True, False), id="avx2", marks=pytest.mark.skipif(not g.HAVE_AVX2, reason="no AVX2")),
-         pytest.param((False, False), id="portable")]
+IMPLS = [pytest.param(cpu.isa(), id="amx", marks=pytest.mark.skipif(not cpu.ISA.amx, reason="no AMX")),
+         pytest.param(cpu.isa(amx=False), id="avx2",
+                      marks=pytest.mark.skipif(not cpu.ISA.int8_vector, reason="no AVX2")),
+         pytest.param(cpu.isa(int8_vector=False), id="portable")]
 HYP = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 GUARD = -0x5A5A5A5A
 
@@ -33,10 +36,8 @@ KINDS = {
 
 @pytest.fixture(params=IMPLS)
 def impl(request):
-    previous = g.select(*request.param)
-    assert (g.using_avx2(), g.using_amx()) == request.param
-    yield request.param
-    g.select(*previous)
+    """The :class:`cpu.Isa` the kernels are called with."""
+    return request.param
 
 
 @pytest.fixture
@@ -80,11 +81,11 @@ def draw_operands(kind, m, k, n, pattern, seed):
     return a.astype(spec["dtype"]), w.astype(np.int8)
 
 
-def run_case(kind, a, w, out=None):
+def run_case(kind, a, w, isa, out=None):
     spec = KINDS[kind]
     n = w.shape[0]
     packed = spec["pack"](w)
-    got = spec["gemm"](a, packed, n, out=out)
+    got = spec["gemm"](a, packed, n, out=out, isa=isa)
     expected = oracle(a, w)
     assert got.dtype == np.int32 and got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)
@@ -103,7 +104,7 @@ PATTERNS = st.sampled_from(["random", "random", "random", "max", "min", "neg127"
        k=K_SMALL, n=st.integers(1, 70), pattern=PATTERNS, seed=st.integers(0, 2**32 - 1))
 def test_exact_small_shapes(impl, kind, m, k, n, pattern, seed):
     a, w = draw_operands(kind, m, k, n, pattern, seed)
-    run_case(kind, a, w)
+    run_case(kind, a, w, impl)
 
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
@@ -112,7 +113,7 @@ def test_exact_small_shapes(impl, kind, m, k, n, pattern, seed):
        pattern=PATTERNS, seed=st.integers(0, 2**32 - 1))
 def test_exact_parallel_driver(impl, force_parallel, kind, m, k, n, pattern, seed):
     a, w = draw_operands(kind, m, k, n, pattern, seed)
-    run_case(kind, a, w)
+    run_case(kind, a, w, impl)
 
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
@@ -126,7 +127,7 @@ def test_out_view_guard_never_written(impl, kind, m, k, n, pad, row_step, seed):
     a, w = draw_operands(kind, m, k, n, "random", seed)
     buf = np.full((top + row_step * m + bottom, left + n + right), GUARD, dtype=np.int32)
     out = buf[top:top + row_step * m:row_step, left:left + n]
-    got = run_case(kind, a, w, out=out)
+    got = run_case(kind, a, w, impl, out=out)
     assert got is out
     mask = np.ones(buf.shape, dtype=bool)
     mask[top:top + row_step * m:row_step, left:left + n] = False
@@ -139,7 +140,7 @@ def test_exact_model_shapes(impl, kind, m, k, n):
     a, w = draw_operands(kind, m, k, n, "random", m * 7919 + n)
     if kind == "s16s8":
         a = np.clip(a, -2047, 2047).astype(np.int16)  # keeps K=1536 sums inside int32
-    run_case(kind, a, w)
+    run_case(kind, a, w, impl)
 
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
@@ -149,7 +150,7 @@ def test_model_shape_parallel_guarded(impl, force_parallel, kind):
     if kind == "s16s8":
         a = np.clip(a, -2047, 2047).astype(np.int16)
     buf = np.full((m + 2, n + 5), GUARD, dtype=np.int32)
-    run_case(kind, a, w, out=buf[1:-1, 2:-3])
+    run_case(kind, a, w, impl, out=buf[1:-1, 2:-3])
     assert (buf[0] == GUARD).all() and (buf[-1] == GUARD).all()
     assert (buf[:, :2] == GUARD).all() and (buf[:, -3:] == GUARD).all()
 
@@ -162,7 +163,7 @@ def test_strided_operands(impl, kind):
     a = a[:, 3:3 + k]
     w = np.ascontiguousarray(w[:, 3:3 + k])
     buf = np.full((m, 2 * n + 1), GUARD, dtype=np.int32)
-    run_case(kind, a, w, out=buf[:, ::2][:, :n])
+    run_case(kind, a, w, impl, out=buf[:, ::2][:, :n])
     assert (buf[:, 1::2] == GUARD).all()
 
 
@@ -170,9 +171,9 @@ def test_strided_operands(impl, kind):
 def test_empty(impl, kind):
     spec = KINDS[kind]
     w = np.ones((5, 7), dtype=np.int8)
-    assert spec["gemm"](np.zeros((0, 7), spec["dtype"]), spec["pack"](w), 5).shape == (0, 5)
+    assert spec["gemm"](np.zeros((0, 7), spec["dtype"]), spec["pack"](w), 5, isa=impl).shape == (0, 5)
     w0 = np.ones((0, 7), dtype=np.int8)
-    assert spec["gemm"](np.zeros((3, 7), spec["dtype"]), spec["pack"](w0), 0).shape == (3, 0)
+    assert spec["gemm"](np.zeros((3, 7), spec["dtype"]), spec["pack"](w0), 0, isa=impl).shape == (3, 0)
 
 
 def test_saturation_edge_u8s8(impl):
@@ -180,7 +181,7 @@ def test_saturation_edge_u8s8(impl):
     k = 64
     a = np.full((2, k), 127, dtype=np.uint8)
     w = np.stack([np.full(k, -128), np.full(k, 127), np.tile([127, -128], k // 2)]).astype(np.int8)
-    got = g.gemm_u8s8(a, g.pack_weights_u8s8(w), 3)
+    got = g.gemm_u8s8(a, g.pack_weights_u8s8(w), 3, isa=impl)
     np.testing.assert_array_equal(got, [[-127 * 128 * k, 127 * 127 * k, -127 * k // 2]] * 2)
 
 
@@ -188,7 +189,7 @@ def test_saturation_edge_u8s8(impl):
 # linear_*: quantise rows, integer product, dequantise -- bitwise equal to the numpy twin
 
 
-def linear_case(kind, m, k, n, n_outliers, seed, out=None):
+def linear_case(kind, m, k, n, n_outliers, seed, isa, out=None):
     """One product, checked bitwise against the twin; with a bias for odd seeds."""
     rng = np.random.default_rng(seed)
     bias = rng.standard_normal(n).astype(np.float32) if seed % 2 else None
@@ -201,18 +202,18 @@ def linear_case(kind, m, k, n, n_outliers, seed, out=None):
     w = rng.integers(-127, 128, (n, k)).astype(np.int8)
     mask = np.ones(k, np.float32)
     mask[outliers] = 0
-    columns = g.Dequantization(rng.random(n).astype(np.float32) / 50, w.sum(1, dtype=np.int32), outliers,
+    columns = lin.Dequantization(rng.random(n).astype(np.float32) / 50, w.sum(1, dtype=np.int32), outliers,
                                rng.standard_normal((len(outliers), n)).astype(np.float32))
     if kind == "u8s8":
         packed = g.pack_weights_u8s8(w)
-        got = g.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32) if out is None else out, columns,
-                            bias)
-        expected = g.linear_u8s8_reference(x, mask, packed, n, np.empty((m, n), np.float32), columns, bias)
+        got = lin.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32) if out is None else out, columns,
+                              bias, isa=isa)
+        expected = lin.linear_u8s8_reference(x, mask, packed, n, np.empty((m, n), np.float32), columns, bias)
     else:
         packed = g.pack_weights_s16s8(w)
-        got = g.linear_s16s8(x, mask, 2047, packed, n, np.empty((m, n), np.float32) if out is None else out,
-                             columns, bias)
-        expected = g.linear_s16s8_reference(x, mask, 2047, packed, n, np.empty((m, n), np.float32), columns,
+        got = lin.linear_s16s8(x, mask, 2047, packed, n, np.empty((m, n), np.float32) if out is None else out,
+                               columns, bias, isa=isa)
+        expected = lin.linear_s16s8_reference(x, mask, 2047, packed, n, np.empty((m, n), np.float32), columns,
                                             bias)
     assert got.dtype == np.float32 and got.shape == (m, n)
     np.testing.assert_array_equal(got, expected)
@@ -225,7 +226,7 @@ def linear_case(kind, m, k, n, n_outliers, seed, out=None):
 @given(m=st.one_of(st.integers(1, 9), st.sampled_from([16, 17, 31, 33])), k=K_SMALL,
        n=st.integers(1, 70), n_outliers=st.integers(0, 5), seed=st.integers(0, 2**32 - 1))
 def test_linear_matches_its_numpy_twin_bitwise(impl, kind, m, k, n, n_outliers, seed):
-    linear_case(kind, m, k, n, n_outliers, seed)
+    linear_case(kind, m, k, n, n_outliers, seed, impl)
 
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
@@ -233,7 +234,7 @@ def test_linear_matches_its_numpy_twin_bitwise(impl, kind, m, k, n, n_outliers, 
 @given(m=st.integers(1, 300), k=st.one_of(st.integers(1, 400), st.sampled_from([64, 192, 384])),
        n=st.integers(1, 90), n_outliers=st.integers(0, 4), seed=st.integers(0, 2**32 - 1))
 def test_linear_parallel_driver(impl, force_parallel, kind, m, k, n, n_outliers, seed):
-    linear_case(kind, m, k, n, n_outliers, seed)
+    linear_case(kind, m, k, n, n_outliers, seed, impl)
 
 
 @pytest.mark.parametrize("kind", ["u8s8", "s16s8"])
@@ -241,7 +242,7 @@ def test_linear_parallel_driver(impl, force_parallel, kind, m, k, n, n_outliers,
 def test_linear_model_shapes_guarded(impl, kind, m, k, n):
     """The float32 result lands in its window of a guard-filled buffer and nowhere else."""
     buf = np.full((m + 2, n + 5), np.float32(-7.25), dtype=np.float32)
-    linear_case(kind, m, k, n, 4, m + n, out=buf[1:-1, 2:-3])  # the last case has a bias
+    linear_case(kind, m, k, n, 4, m + n, impl, out=buf[1:-1, 2:-3])  # the last case has a bias
     assert (buf[0] == -7.25).all() and (buf[-1] == -7.25).all()
     assert (buf[:, :2] == -7.25).all() and (buf[:, -3:] == -7.25).all()
 
@@ -260,14 +261,15 @@ def test_linear_s16s8_on_u8s8_packing(impl, monkeypatch, m, k, n, n_outliers, pa
     outliers = rng.choice(k, n_outliers, replace=False)
     mask = np.ones(k, np.float32)
     mask[outliers] = 0
-    columns = g.Dequantization(rng.random(n).astype(np.float32) / 50, None, outliers,
+    columns = lin.Dequantization(rng.random(n).astype(np.float32) / 50, None, outliers,
                                rng.standard_normal((n_outliers, n)).astype(np.float32))
     bias = rng.standard_normal(n).astype(np.float32) if seed % 2 else None
     max_code = min(8191, (2 ** 31 - 1) // (128 * k))
-    got = g.linear_s16s8(x, mask, max_code, g.pack_weights_u8s8(w), n, np.empty((m, n), np.float32), columns, bias)
-    int16_packed = g.linear_s16s8(x, mask, max_code, g.pack_weights_s16s8(w), n, np.empty((m, n), np.float32),
-                                  columns, bias)
-    twin = g.linear_s16s8_reference(x, mask, max_code, g.pack_weights_u8s8(w), n, np.empty((m, n), np.float32),
+    got = lin.linear_s16s8(x, mask, max_code, g.pack_weights_u8s8(w), n, np.empty((m, n), np.float32), columns,
+                           bias, isa=impl)
+    int16_packed = lin.linear_s16s8(x, mask, max_code, g.pack_weights_s16s8(w), n, np.empty((m, n), np.float32),
+                                    columns, bias, isa=impl)
+    twin = lin.linear_s16s8_reference(x, mask, max_code, g.pack_weights_u8s8(w), n, np.empty((m, n), np.float32),
                                     columns, bias)
     np.testing.assert_array_equal(got, int16_packed)
     np.testing.assert_array_equal(got, twin)
@@ -276,29 +278,29 @@ def test_linear_s16s8_on_u8s8_packing(impl, monkeypatch, m, k, n, n_outliers, pa
 def test_linear_column_strided_out(impl):
     m, k, n = 9, 40, 21
     buf = np.full((m, 2 * n), np.float32(-7.25), dtype=np.float32)
-    linear_case("u8s8", m, k, n, 2, 1, out=buf[:, ::2])
+    linear_case("u8s8", m, k, n, 2, 1, impl, out=buf[:, ::2])
     assert (buf[:, 1::2] == -7.25).all()
 
 
 def test_linear_argument_errors():
     w = np.ones((20, 10), dtype=np.int8)
     packed, x, mask = g.pack_weights_u8s8(w), np.ones((3, 10), np.float32), np.ones(10, np.float32)
-    columns = g.Dequantization(np.ones(20, np.float32), w.sum(1, dtype=np.int32))
+    columns = lin.Dequantization(np.ones(20, np.float32), w.sum(1, dtype=np.int32))
     with pytest.raises(TypeError, match="x must be"):
-        g.linear_u8s8(x.astype(np.float64), mask, packed, 20, np.empty((3, 20), np.float32), columns)
+        lin.linear_u8s8(x.astype(np.float64), mask, packed, 20, np.empty((3, 20), np.float32), columns)
     with pytest.raises(ValueError, match="out must not overlap x"):
         big = np.ones((3, 30), np.float32)
-        g.linear_u8s8(big[:, :10], mask, packed, 20, big[:, 10:], columns)
+        lin.linear_u8s8(big[:, :10], mask, packed, 20, big[:, 10:], columns)
     with pytest.raises(ValueError, match="mask"):
-        g.linear_u8s8(x, np.ones(9, np.float32), packed, 20, np.empty((3, 20), np.float32), columns)
+        lin.linear_u8s8(x, np.ones(9, np.float32), packed, 20, np.empty((3, 20), np.float32), columns)
     with pytest.raises(ValueError, match="Dequantization of 20"):
-        g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), g.Dequantization(np.ones(19, np.float32)))
+        lin.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), lin.Dequantization(np.ones(19, np.float32)))
     with pytest.raises(ValueError, match="col_sum"):
-        g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), g.Dequantization(np.ones(20, np.float32)))
+        lin.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), lin.Dequantization(np.ones(20, np.float32)))
     with pytest.raises(TypeError, match="packed must come from"):  # (u8s8's packing is accepted too)
-        g.linear_s16s8(x, mask, 2047, packed.astype(np.int32), 20, np.empty((3, 20), np.float32), columns)
+        lin.linear_s16s8(x, mask, 2047, packed.astype(np.int32), 20, np.empty((3, 20), np.float32), columns)
     with pytest.raises(ValueError, match=r"bias must be float32 of shape \(20,\)"):
-        g.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), columns, np.ones(19, np.float32))
+        lin.linear_u8s8(x, mask, packed, 20, np.empty((3, 20), np.float32), columns, np.ones(19, np.float32))
 
 
 def test_linear_bias_is_added_last():
@@ -308,10 +310,10 @@ def test_linear_bias_is_added_last():
     x = rng.standard_normal((m, k)).astype(np.float32)
     w = rng.integers(-127, 128, (n, k)).astype(np.int8)
     bias = rng.standard_normal(n).astype(np.float32)
-    columns = g.Dequantization(rng.random(n).astype(np.float32) / 50, w.sum(1, dtype=np.int32))
+    columns = lin.Dequantization(rng.random(n).astype(np.float32) / 50, w.sum(1, dtype=np.int32))
     packed, mask = g.pack_weights_u8s8(w), np.ones(k, np.float32)
-    plain = g.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32), columns)
-    np.testing.assert_array_equal(g.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32), columns, bias),
+    plain = lin.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32), columns)
+    np.testing.assert_array_equal(lin.linear_u8s8(x, mask, packed, n, np.empty((m, n), np.float32), columns, bias),
                                   plain + bias)
 
 
@@ -348,28 +350,23 @@ def test_argument_errors():
         g.pack_weights_u8s8(w.astype(np.int16))
 
 
-def test_select():
-    assert isinstance(g.HAVE_AVX2, bool) and isinstance(g.HAVE_AMX, bool)
-    previous = g.select(False)
-    try:
-        assert g.using_avx2() is False and g.using_amx() is False
-        g.select(True)
-        assert g.using_avx2() is g.HAVE_AVX2  # never turns AVX2 on where it is missing
-        g.select(True, True)
-        assert g.using_amx() is g.HAVE_AMX  # nor AMX
-        g.select(False, True)
-        assert g.using_amx() is False  # AMX only with the AVX2 kernels
-        g.select(None)
-        assert g.using_avx2() is g.HAVE_AVX2 and g.using_amx() is g.HAVE_AMX
-    finally:
-        g.select(*previous)
+def test_isa_never_exceeds_the_cpu():
+    """``cpu.isa`` turns paths off, never on where the CPU (or the environment) lacks them."""
+    assert cpu.isa() == cpu.ISA
+    assert cpu.isa(int8_vector=False) == cpu.ISA._replace(int8_vector=False, amx=False)  # AMX needs the vector path
+    assert cpu.isa(amx=False).amx is False and cpu.isa(avx512=False).avx512 is False
+    assert cpu.ISA.int8_vector <= cpu.AVX2 and cpu.ISA.amx <= cpu.AMX_CAPABLE and cpu.ISA.avx512 <= cpu.AVX512F
+    assert g.path_for(cpu.isa(int8_vector=False), True, 64) == g.PORTABLE
+    assert g.path_for(cpu.isa(amx=False), True, 64) == (g.VECTOR if cpu.ISA.int8_vector else g.PORTABLE)
+    assert g.path_for(cpu.ISA, True, 63) != g.AMX and g.path_for(cpu.ISA, False, 64) != g.AMX
 
 
 def test_import_without_avx2_falls_back():
     """With AVX2 reported missing the module imports and computes on the portable path."""
     code = ("import numpy as np\n"
             "from minilm_np.kernels import int8_gemm as g\n"
-            "assert g.HAVE_AVX2 is False and g.using_avx2() is False\n"
+            "from minilm_np.kernels import cpu\n"
+            "assert cpu.ISA.int8_vector is False and cpu.ISA.amx is False\n"
             "w = np.arange(-60, 60, dtype=np.int8).reshape(8, 15)\n"
             "a = np.arange(45, dtype=np.uint8).reshape(3, 15)\n"
             "c = g.gemm_u8s8(a, g.pack_weights_u8s8(w), 8)\n"
@@ -378,12 +375,13 @@ def test_import_without_avx2_falls_back():
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
 
 
-@pytest.mark.skipif(not g.HAVE_VNNI, reason="this host already runs the AVX2-only kernels")
+@pytest.mark.skipif(not cpu.VNNI, reason="this host already runs the AVX2-only kernels")
 def test_avx2_without_vnni_exact(tmp_path):
     """On a VNNI host, the kernels compiled for a plain AVX2 CPU (Haswell) are exact too."""
     code = ("import numpy as np\n"
             "from minilm_np.kernels import int8_gemm as g\n"
-            "assert g.HAVE_AVX2 and not g.HAVE_VNNI and g.MR_VNNI == g.MR\n"
+            "from minilm_np.kernels import cpu, int8_vector\n"
+            "assert cpu.ISA.int8_vector and not cpu.VNNI and int8_vector.MR_TOP == int8_vector.MR\n"
             "rng = np.random.default_rng(0)\n"
             "for m, k, n in [(1, 5, 3), (3, 17, 16), (6, 384, 40), (13, 64, 33), (40, 130, 17)]:\n"
             "    w = rng.integers(-128, 128, (n, k)).astype(np.int8)\n"

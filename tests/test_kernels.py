@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minilm_np.kernels import jit, reference
+from minilm_np.kernels import attention, cpu, jit, reference, rows
 from minilm_np.kernels.backend import load_backend
 
 LENGTHS = st.lists(st.one_of(st.sampled_from([1, 2, 256]), st.integers(1, 80)), min_size=1, max_size=6)
@@ -133,8 +133,8 @@ def test_attention_is_bitwise_the_same_on_8_and_16_lanes(lengths, seed):
     vectors, so the comparison holds (and runs) everywhere."""
     x, cu = packed(lengths, 384 * 3, seed, scale=3.0)
     wide, narrow = (np.empty((len(x), 384), np.float32) for _ in range(2))
-    jit._attention_serial(x, cu, 12, 32, wide, True)
-    jit._attention_serial(x, cu, 12, 32, narrow, False)
+    attention._attention_serial(x, cu, 12, 32, wide, True)
+    attention._attention_serial(x, cu, 12, 32, narrow, False)
     assert np.array_equal(wide, narrow)
 
 
@@ -142,12 +142,12 @@ def test_parallel_paths_match_serial():
     """Large inputs take the prange drivers; their results equal the serial cores bitwise."""
     x, cu = packed([256] * 6 + [3] * 20, 384 * 3, 7)
     serial = np.empty((len(x), 384), np.float32)
-    jit._attention_serial(x, cu, 12, 32, serial, jit.HAVE_AVX512)
+    attention._attention_serial(x, cu, 12, 32, serial, cpu.ISA.avx512)
     assert np.array_equal(jit.attention(x, cu, 12, 32, np.empty_like(serial)), serial)
     y = np.ascontiguousarray(x[:, :384])
     bias = np.ones(384, np.float32)
     a, b = y.copy(), y.copy()
-    jit._bias_gelu_rows(a, bias, 0, len(a))
+    rows._bias_gelu_rows(a, bias, 0, len(a))
     assert np.array_equal(jit.bias_gelu(b, bias), a)
 
 
