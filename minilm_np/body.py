@@ -11,7 +11,7 @@ import threading
 
 from . import _threads
 from .config import architecture, read_config
-from .errors import ModelFileError, UnsupportedModelError
+from .errors import UnsupportedModelError
 from .locate import resolve_model_dir
 from .model import RunState, forward
 from .tokenizer import TextTokenizer
@@ -91,22 +91,37 @@ class BertBody:
         self._check_kind()
         self.kernels = load_backend(backend)
         self.backend = backend_name(self.kernels)
-        # float32 on numba: linears packed once for the numba GEMM; int8 modes quantise arrays
-        self.weights = load_weights(self.model_dir, self.config, pack=self.backend == "numba" and quantize is None)
-        self._tokenizer = TextTokenizer(os.path.join(self.model_dir, "tokenizer.json"),
-                                        self.config.max_seq_length, self.config.do_lower_case)
-        if self._tokenizer.vocab_size > self.config.vocab_size:  # an id past the table would read out of bounds
-            raise ModelFileError(f"{self._tokenizer.path}: the tokenizer has {self._tokenizer.vocab_size} tokens "
-                                 f"but config.json's vocab_size is {self.config.vocab_size}: the files do not match")
+        self.weights = self._load_weights(quantize)
+        self._tokenizer = TextTokenizer.for_model(self.model_dir, self.config)
         _threads.apply_threads(self.threads, self.backend == "numba")
-        if quantize is not None or self.config.quantization is not None:
-            # int8: calibrate and quantise the float32 weights, or check a quantised directory's mode
-            from .quantize import apply_quantization
+        if quantize is not None and self.config.quantization is None:
+            from .quantize import quantize_model  # calibrate, then quantise the float32 weights
 
-            self.weights = apply_quantization(self, quantize)
+            self.weights = quantize_model(self.config, self.weights, self._tokenizer, quantize, self.backend)
         self.quantization = quantize or self.config.quantization
         # int8 GEMMs are numba-parallel kernels whichever backend runs the rest.
         self._forward_lock = _forward_lock(self.backend == "numba" or quantize is not None)
+
+    def _load_weights(self, quantize):
+        """float32 weights (packed for the numba GEMM unless they are about to be quantised), or
+        a quantised directory's int8 weights.
+
+        Raises
+        ------
+        ValueError
+            ``quantize`` names an unknown mode, or another mode than a quantised directory's.
+        """
+        stored = self.config.quantization
+        if stored is None:
+            return load_weights(self.model_dir, self.config, pack=self.backend == "numba" and quantize is None)
+        from .quantize import check_mode, read_quantized
+
+        if quantize is not None and quantize != stored:
+            check_mode(quantize)
+            raise ValueError(f"{self.model_dir} holds a {stored!r} quantized model; it cannot be re-quantized "
+                             f"to {quantize!r}. Load it with quantize=None (or {stored!r}), or quantize the "
+                             "float32 model instead")
+        return read_quantized(self.model_dir, self.config, self.backend)
 
     def _check_kind(self):
         path = os.path.join(self.model_dir, "config.json")

@@ -31,12 +31,10 @@ def model_info(model) -> dict:
     from ._threads import blas_core
     from .kernels._numba_env import CACHE_DIR
 
+    from .layout import parameter_count
+
     cfg = model.config
-    params = 0
-    for value in vars(model.weights).values():
-        for array in (vars(value).values() if hasattr(value, "__dataclass_fields__") else
-                      [v for layer in value for v in vars(layer).values()] if isinstance(value, tuple) else [value]):
-            params += int(getattr(array, "size", 0) or getattr(array, "n_params", 0))
+    params = parameter_count(cfg)
     files = {}
     for root, _, names in os.walk(model.model_dir):
         for name in names:

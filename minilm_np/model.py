@@ -1,8 +1,9 @@
 """The BERT sentence encoder's forward pass over packed (padding-free) sequences.
 
 A batch of sequences is one ``(n_tokens, hidden)`` matrix plus the offsets ``cu_seqlens``;
-the GEMMs go through numpy's ``@`` (BLAS) and everything between them through the kernels of
-the chosen backend (:mod:`minilm_np.kernels`). Read :func:`forward` first.
+each linear is a :class:`~minilm_np.linear.Linear` (``matmul``, whatever its kind of weight),
+each embedding table a :class:`~minilm_np.tables.Table` (``lookup``), and everything between
+them runs on the kernels of the chosen backend (:mod:`minilm_np.kernels`). Read :func:`forward` first.
 """
 from dataclasses import dataclass
 
@@ -78,40 +79,11 @@ class RunState:
         self.ffn = zeros_aligned((rows, config.intermediate_size))
 
 
-def linear(x, weight, out, bias=None):
-    """``out = x @ weight.T (+ bias)`` for x ``(n, in)``, weight ``(out, in)`` float32 or a quantised linear.
-
-    The bias is added after the product, so the result is the same whether the GEMM adds it
-    (packed and int8 kernels, in the same pass) or numpy does.
-    """
-    if isinstance(weight, np.ndarray):
-        np.matmul(x, weight.T, out=out)
-        if bias is not None:
-            out += bias
-        return out
-    return weight.matmul(x, out, bias)
-
-
-def linear_gelu(x, weight, out, bias, k):
-    """``out = GELU(x @ weight.T + bias)``: in the GEMM's epilogue where the weight offers it
-    (packed float32), else a GEMM then the kernel ``bias_gelu``."""
-    if getattr(weight, "fuses_gelu", False):
-        return weight.matmul(x, out, bias, gelu=True)
-    return k.bias_gelu(linear(x, weight, out), bias)
-
-
-def _embedding_rows(table, ids):
-    """``(table, ids)`` for the gather kernel; an int8 table (quantised models) gives its rows dequantised."""
-    if isinstance(table, np.ndarray):
-        return table, ids
-    return table.rows(ids), np.arange(len(ids), dtype=np.int64)
-
-
 def embed(config: Config, weights: Weights, batch: Batch, k, out):
     """LayerNorm(word + position + token-type embeddings) -> out ``(n_tokens, hidden)``."""
-    word, token_ids = _embedding_rows(weights.word_embeddings, batch.token_ids)
-    position, position_ids = _embedding_rows(weights.position_embeddings, batch.position_ids)
-    types, type_ids = _embedding_rows(weights.type_embeddings, batch.type_ids)
+    word, token_ids = weights.word_embeddings.lookup(batch.token_ids)
+    position, position_ids = weights.position_embeddings.lookup(batch.position_ids)
+    types, type_ids = weights.type_embeddings.lookup(batch.type_ids)
     k.gather_embeddings(token_ids, position_ids, type_ids, word, position, types, out)
     return k.bias_residual_layer_norm(out, None, None, weights.embed_norm_gamma, weights.embed_norm_beta,
                                       config.layer_norm_eps)
@@ -120,9 +92,9 @@ def embed(config: Config, weights: Weights, batch: Batch, k, out):
 def attention(config: Config, layer: LayerWeights, x, cu_seqlens, k, s: RunState, rows: int):
     """LayerNorm(x + Attention(x) W_o + b_o) -> ``s.mid``; x is ``(n_tokens, hidden)``."""
     n = x.shape[0]
-    qkv = linear(s.hidden[:rows], layer.qkv_weight, s.qkv[:rows], layer.qkv_bias)[:n]
+    qkv = layer.qkv_weight.matmul(s.hidden[:rows], s.qkv[:rows], layer.qkv_bias)[:n]
     k.attention(qkv, cu_seqlens, config.num_heads, config.head_dim, s.context[:n])
-    projected = linear(s.context[:rows], layer.attn_out_weight, s.mid[:rows])[:n]
+    projected = layer.attn_out_weight.matmul(s.context[:rows], s.mid[:rows])[:n]
     return k.bias_residual_layer_norm(projected, layer.attn_out_bias, x, layer.attn_norm_gamma,
                                       layer.attn_norm_beta, config.layer_norm_eps)
 
@@ -130,8 +102,8 @@ def attention(config: Config, layer: LayerWeights, x, cu_seqlens, k, s: RunState
 def feed_forward(config: Config, layer: LayerWeights, h, k, s: RunState, rows: int):
     """LayerNorm(h + GELU(h W_1 + b_1) W_2 + b_2) -> ``s.hidden``; h is ``(n_tokens, hidden)``."""
     n = h.shape[0]
-    linear_gelu(s.mid[:rows], layer.ffn_in_weight, s.ffn[:rows], layer.ffn_in_bias, k)
-    out = linear(s.ffn[:rows], layer.ffn_out_weight, s.hidden[:rows])[:n]
+    layer.ffn_in_weight.matmul(s.mid[:rows], s.ffn[:rows], layer.ffn_in_bias, gelu=True)
+    out = layer.ffn_out_weight.matmul(s.ffn[:rows], s.hidden[:rows])[:n]
     return k.bias_residual_layer_norm(out, layer.ffn_out_bias, h, layer.ffn_norm_gamma, layer.ffn_norm_beta,
                                       config.layer_norm_eps)
 

@@ -56,6 +56,22 @@ class TextTokenizer:
     the truncated tokens' overflow instead of switching truncation off).
     """
 
+    @classmethod
+    def for_model(cls, model_dir: str, config) -> "TextTokenizer":
+        """The tokenizer of a model directory, set up as its config says and checked against it.
+
+        Raises
+        ------
+        ModelFileError
+            ``tokenizer.json`` is missing or unreadable, or it has more tokens than the model's
+            embedding table has rows (an id past the table would read out of bounds).
+        """
+        tokenizer = cls(os.path.join(model_dir, "tokenizer.json"), config.max_seq_length, config.do_lower_case)
+        if tokenizer.vocab_size > config.vocab_size:
+            raise ModelFileError(f"{tokenizer.path}: the tokenizer has {tokenizer.vocab_size} tokens "
+                                 f"but config.json's vocab_size is {config.vocab_size}: the files do not match")
+        return tokenizer
+
     def __init__(self, path: str, max_seq_length: int, do_lower_case: bool = False):
         from tokenizers import Tokenizer
 

@@ -21,7 +21,7 @@ import minilm_np
 from conftest import HAVE_ST
 from model_dirs import save_random_sentence_model, unigram_tokenizer
 from minilm_np.quantize import MODES, QuantizedTable, write_quantized
-from minilm_np.weights import FileTable
+from minilm_np.tables import FileTable
 
 pytestmark = pytest.mark.skipif(not HAVE_ST, reason="sentence-transformers is not installed")
 
