@@ -137,10 +137,8 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="markdown file (a .json with the numbers is written beside it)")
     args = parser.parse_args(argv)
 
-    import run  # the benchmark's helpers (model directory, cache directory)
-
-    model_dir = args.model_dir or run.find_model_dir()
-    names = run.parse_runtimes(args.runtimes)
+    model_dir = args.model_dir or peers.find_model_dir()
+    names = peers.parse_runtimes(args.runtimes)
     if REFERENCE not in names:
         names.insert(0, REFERENCE)
     texts = read_corpus(args.corpus, args.limit)
@@ -149,7 +147,7 @@ def main(argv=None):
     onnx_dir, onnx_meta, onnx_error = None, {}, None
     if any(peers.RUNTIMES[n]["kind"] == "ort" for n in names):
         print("ONNX models: exporting / checking the cache ...", file=sys.stderr)
-        onnx_dir, onnx_meta, onnx_error = peers.ensure_onnx(model_dir, run.cache_dir(args.cache_dir),
+        onnx_dir, onnx_meta, onnx_error = peers.ensure_onnx(model_dir, peers.onnx_cache_dir(args.cache_dir),
                                                             os.path.join(workdir, "onnx-export.log"))
     embeddings = {}
     for name in names:

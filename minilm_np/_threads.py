@@ -24,20 +24,24 @@ def _blas_libraries():
     return [p for p in dict.fromkeys(paths) if os.path.isfile(p)]
 
 
-def set_blas_threads(n: int) -> bool:
-    """Set the thread count of the BLAS that numpy uses; False when it could not be found."""
-    done = False
+def _blas_functions(names):
+    """For each loadable BLAS library numpy uses, the first of ``names`` it exports (those with none skipped)."""
     for path in _blas_libraries():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in _SETTERS:
-            setter = getattr(lib, name, None)
-            if setter is not None:
-                setter(ctypes.c_int(n))
-                done = True
-                break
+        function = next((f for f in (getattr(lib, name, None) for name in names) if f is not None), None)
+        if function is not None:
+            yield function
+
+
+def set_blas_threads(n: int) -> bool:
+    """Set the thread count of the BLAS that numpy uses; False when it could not be found."""
+    done = False
+    for setter in _blas_functions(_SETTERS):
+        setter(ctypes.c_int(n))
+        done = True
     return done
 
 
@@ -52,17 +56,10 @@ def blas_core():
     BLAS, so whether a text's vector is bitwise the same alone and in a batch depends on it
     (README, "Backends and threads").
     """
-    for path in _blas_libraries():
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _CORENAME_GETTERS:
-            getter = getattr(lib, name, None)
-            if getter is not None:
-                getter.restype = ctypes.c_char_p
-                core = getter()
-                return core.decode() if core else None
+    for getter in _blas_functions(_CORENAME_GETTERS):
+        getter.restype = ctypes.c_char_p
+        core = getter()
+        return core.decode() if core else None
     return None
 
 

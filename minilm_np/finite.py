@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from .errors import ModelFileError, NonFiniteOutputError
+from .mapped import release_pages
 
 RECORD_DIR_NAME = "finite-files"
 SETTLE_SECONDS = 2
@@ -62,8 +63,6 @@ def check_finite_tensors(tensors: dict, path: str, stat) -> None:
     ModelFileError
         Names the first such tensor, how many values are not finite and the first one's index.
     """
-    from .safetensors_io import release_pages
-
     identity = file_identity(path, stat)
     record = os.path.join(record_dir(), identity)
     if identity in _checked_this_process or os.path.exists(record):

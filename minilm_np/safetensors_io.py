@@ -25,6 +25,8 @@ import numpy as np
 
 from .errors import ModelFileError
 from .finite import check_finite_tensors
+# release_pages is re-exported: weights, quantize and the tests import it from here
+from .mapped import mapped_offset, release_pages  # noqa: F401
 
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
@@ -204,36 +206,6 @@ def _check_coverage(layout, data_size, path):
                              "to the file")
 
 
-def release_pages(array) -> None:
-    """Drop this process's resident pages of a memory-mapped tensor that has been copied elsewhere.
-
-    The tensor stays readable (a later read faults the pages back in from the page cache);
-    this only keeps the pages of weights that were repacked at load time out of the
-    process's resident memory.  A no-op for arrays that are not views of a mapped file, or
-    where ``madvise`` is unavailable.
-    """
-    found = _mapped_offset(array)
-    if found is None or not hasattr(mmap, "MADV_DONTNEED"):
-        return
-    root, offset = found
-    start = -(-offset // mmap.PAGESIZE) * mmap.PAGESIZE
-    end = (offset + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
-    if end > start:
-        root.madvise(mmap.MADV_DONTNEED, start, end - start)
-
-
-def _mapped_offset(array):
-    """``(mmap, byte offset)`` of an array viewing a file mapped by :func:`read_safetensors`, or None."""
-    root = array
-    while isinstance(root, np.ndarray):
-        root = root.base
-    if isinstance(root, memoryview):
-        root = root.obj
-    if not isinstance(root, mmap.mmap):
-        return None
-    return root, array.ctypes.data - np.frombuffer(root, np.uint8, count=1).ctypes.data
-
-
 class RowFile:
     """The rows of a C-contiguous 2-D tensor in a file, read with ``os.pread``, never mapped.
 
@@ -280,7 +252,7 @@ class RowFile:
 def open_row_file(path, array):
     """A :class:`RowFile` over ``array`` (a 2-D tensor mapped from ``path`` by :func:`read_safetensors`),
     or None where the array is not such a view or the platform has no ``os.pread``."""
-    found = _mapped_offset(array)
+    found = mapped_offset(array)
     if found is None or not hasattr(os, "pread") or array.ndim != 2 or not array.flags.c_contiguous:
         return None
     return RowFile(path, found[1], array.shape, array.dtype)

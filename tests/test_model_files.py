@@ -43,6 +43,14 @@ def write_bytes(path, data):
         f.write(data)
 
 
+def default_dir_with(tmp_path, source_dir, name, content=None):
+    """The default model's files (its own weights) with the file ``name`` missing, or holding ``content``."""
+    directory = make_model_dir(tmp_path / "model", source_dir, skip=(name,), weights_from_source=True)
+    if content is not None:
+        write_bytes(os.path.join(directory, name), content)
+    return directory
+
+
 def framed(header: bytes) -> bytes:
     """A safetensors file holding just ``header`` (after its 8-byte length) and no data."""
     return struct.pack("<Q", len(header)) + header
@@ -181,15 +189,14 @@ def test_no_weights_file(tmp_path, model_dir):
 # --- config.json ---------------------------------------------------------------------------------
 
 def test_config_missing(tmp_path, model_dir):
-    directory = make_model_dir(tmp_path / "model", model_dir, skip=("config.json",), weights_from_source=True)
+    directory = default_dir_with(tmp_path, model_dir, "config.json")
     with pytest.raises(ModelFileError, match=r"config\.json: file is missing"):
         load(directory)
 
 
 @pytest.mark.parametrize("content", [b"{", b"not json at all", b"\xff\xfe{}", b""], ids=repr)
 def test_config_not_json(tmp_path, model_dir, content):
-    directory = make_model_dir(tmp_path / "model", model_dir, skip=("config.json",), weights_from_source=True)
-    write_bytes(os.path.join(directory, "config.json"), content)
+    directory = default_dir_with(tmp_path, model_dir, "config.json", content)
     with pytest.raises(ModelFileError, match=r"config\.json: not valid JSON"):
         load(directory)
 
@@ -244,7 +251,7 @@ def test_tokenizer_larger_than_the_embedding_table(tmp_path, model_dir):
 # --- tokenizer.json ------------------------------------------------------------------------------
 
 def test_tokenizer_missing(tmp_path, model_dir):
-    directory = make_model_dir(tmp_path / "model", model_dir, skip=("tokenizer.json",), weights_from_source=True)
+    directory = default_dir_with(tmp_path, model_dir, "tokenizer.json")
     with pytest.raises(ModelFileError, match=r"tokenizer\.json: file is missing"):
         load(directory)
 
@@ -252,16 +259,14 @@ def test_tokenizer_missing(tmp_path, model_dir):
 @pytest.mark.parametrize("content", [b"\x00\xff garbage", b'{"version": "1.0", "model": {', b"[1, 2, 3]", b""],
                          ids=["binary", "truncated", "wrong-structure", "empty"])
 def test_tokenizer_corrupt(tmp_path, model_dir, content):
-    directory = make_model_dir(tmp_path / "model", model_dir, skip=("tokenizer.json",), weights_from_source=True)
-    write_bytes(os.path.join(directory, "tokenizer.json"), content)
+    directory = default_dir_with(tmp_path, model_dir, "tokenizer.json", content)
     with pytest.raises(ModelFileError, match=r"tokenizer\.json: not a valid tokenizer file"):
         load(directory)
 
 
 def test_truncated_real_tokenizer(tmp_path, model_dir):
-    directory = make_model_dir(tmp_path / "model", model_dir, skip=("tokenizer.json",), weights_from_source=True)
     with open(os.path.join(model_dir, "tokenizer.json"), "rb") as f:
-        write_bytes(os.path.join(directory, "tokenizer.json"), f.read()[:50_000])
+        directory = default_dir_with(tmp_path, model_dir, "tokenizer.json", f.read()[:50_000])
     with pytest.raises(ModelFileError, match=r"tokenizer\.json: not a valid tokenizer file \(.*EOF"):
         load(directory)
 

@@ -20,6 +20,7 @@ import pytest
 import minilm_np
 from conftest import HAVE_ST
 from model_dirs import save_random_sentence_model, unigram_tokenizer
+from resident import resident_pages
 from minilm_np.quantize import MODES, QuantizedTable, write_quantized
 from minilm_np.tables import FileTable
 
@@ -156,20 +157,6 @@ def test_prompts_come_from_the_models_files(model_dir_of, reference_of):
     assert not np.array_equal(ours.encode("中文", prompt_name="query"), ours.encode("中文"))
 
 
-def _resident_pages(array):
-    """How many of the pages wholly inside ``array`` this process has mapped in (None where
-    /proc/self/pagemap is unreadable); the two edge pages hold neighbouring tensors too."""
-    page = 4096
-    first, last = -(-array.ctypes.data // page), (array.ctypes.data + array.nbytes) // page - 1
-    try:
-        with open("/proc/self/pagemap", "rb") as f:
-            f.seek(first * 8)
-            entries = np.frombuffer(f.read((last - first + 1) * 8), "<u8")
-    except OSError:
-        return None
-    return int(((entries >> np.uint64(63)) & np.uint64(1)).sum())
-
-
 def test_the_float32_vocabulary_table_is_read_a_row_at_a_time(model_dir_of):
     from minilm_np.safetensors_io import release_pages
 
@@ -179,7 +166,7 @@ def test_the_float32_vocabulary_table_is_read_a_row_at_a_time(model_dir_of):
         pytest.skip("no os.pread on this platform")
     release_pages(table.array)
     ours.encode(TEXTS[:8])
-    resident = _resident_pages(table.array)
+    resident = resident_pages(table.array, whole_pages_only=True)
     if resident is not None:
         assert resident == 0, f"encode() touched {resident} pages of the mapped table"
     ids = np.array([5, 3, 5, len(table) - 1], np.int64)

@@ -11,6 +11,7 @@ import pytest
 import minilm_np
 from minilm_np.kernels import quant, quant_jit
 from minilm_np.quantize import MODES, QuantizedLinear, QuantizedTable, write_quantized
+from resident import resident_pages
 
 # Cosine of each text's int8 vector with its float32 vector: (mean, min) floors per mode.
 ACCURACY_FLOORS = {"w8": (0.9993, 0.995), "w8a16": (0.9993, 0.995), "w8a8": (0.998, 0.99)}
@@ -49,19 +50,6 @@ def test_a_quantised_directory_is_small_self_contained_and_int8(mode, model_dir,
     assert np.array_equal(loaded.encode(texts), minilm_np.load(model_dir, quantize=mode).encode(texts))
 
 
-def _resident_pages(array):
-    """How many of ``array``'s pages this process has mapped in (None where /proc/self/pagemap is unreadable)."""
-    page = 4096
-    first, last = array.ctypes.data // page, (array.ctypes.data + array.nbytes - 1) // page
-    try:
-        with open("/proc/self/pagemap", "rb") as f:
-            f.seek(first * 8)
-            entries = np.frombuffer(f.read((last - first + 1) * 8), "<u8")
-    except OSError:
-        return None
-    return int(((entries >> np.uint64(63)) & np.uint64(1)).sum())
-
-
 def test_a_quantised_directory_reads_embedding_rows_from_the_file_not_through_the_mapping(model_dir, tmp_path):
     from minilm_np.safetensors_io import release_pages
 
@@ -73,7 +61,7 @@ def test_a_quantised_directory_reads_embedding_rows_from_the_file_not_through_th
     ids = np.array([20000, 9000, 20000, 25000, 15000, 9000], np.int64)  # mid-table rows, repeated
     release_pages(table.qweight)
     got = table.rows(ids)
-    resident = [_resident_pages(table.qweight[i]) for i in ids]
+    resident = [resident_pages(table.qweight[i]) for i in ids]
     if None not in resident:
         assert resident == [0] * len(ids), "rows() touched the mapped table"
     through_mapping = QuantizedTable(table.qweight, table.scale, table.backend).rows(ids)
