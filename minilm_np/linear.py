@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .safetensors_io import release_pages
+from .mapped import release_pages
 
 
 class Linear(Protocol):

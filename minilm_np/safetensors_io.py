@@ -25,8 +25,7 @@ import numpy as np
 
 from .errors import ModelFileError
 from .finite import check_finite_tensors
-# release_pages is re-exported: weights, quantize and the tests import it from here
-from .mapped import mapped_offset, release_pages  # noqa: F401
+from .mapped import mapped_offset
 
 DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
           "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}

@@ -9,7 +9,8 @@ from .config import Config
 from .errors import ModelFileError
 from .layout import EMBED_NORM, IGNORED_PREFIXES, LAYER_NORMS, LINEARS, TABLES, checkpoint_tensors, layer_prefix
 from .linear import DenseLinear, PackedLinear
-from .safetensors_io import open_row_file, read_safetensors, release_pages
+from .mapped import release_pages
+from .safetensors_io import open_row_file, read_safetensors
 from .tables import DenseTable, FileTable
 
 

@@ -158,7 +158,7 @@ def test_prompts_come_from_the_models_files(model_dir_of, reference_of):
 
 
 def test_the_float32_vocabulary_table_is_read_a_row_at_a_time(model_dir_of):
-    from minilm_np.safetensors_io import release_pages
+    from minilm_np.mapped import release_pages
 
     ours = minilm_np.SentenceTransformer(model_dir_of("mean-prompts"))
     table = ours.weights.word_embeddings

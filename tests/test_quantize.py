@@ -51,7 +51,7 @@ def test_a_quantised_directory_is_small_self_contained_and_int8(mode, model_dir,
 
 
 def test_a_quantised_directory_reads_embedding_rows_from_the_file_not_through_the_mapping(model_dir, tmp_path):
-    from minilm_np.safetensors_io import release_pages
+    from minilm_np.mapped import release_pages
 
     out = str(tmp_path / "w8a8")
     write_quantized(model_dir, "w8a8", out)

@@ -3,7 +3,7 @@ import threading
 
 import numpy as np
 
-from ..safetensors_io import release_pages
+from ..mapped import release_pages
 from .modes import WEIGHT_LEVELS, check_mode, resolve_backend, row_kernels, s16_max_code
 
 

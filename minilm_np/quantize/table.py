@@ -1,7 +1,7 @@
 """An embedding table stored int8 per row: :class:`QuantizedTable`."""
 import numpy as np
 
-from ..safetensors_io import release_pages
+from ..mapped import release_pages
 from ..tables import table_row_ids
 from .linear import quantize_matrix
 from .modes import resolve_backend, row_kernels
