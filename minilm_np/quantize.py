@@ -718,7 +718,7 @@ def write_quantized(model, mode, output):
                          "quantize the float32 model instead")
     weights = apply_quantization(source, mode)
     tensors = _tensors(weights)
-    if cross_encoder:  # the pooler and classifier stay float32 (minilm_np.classifier)
+    if cross_encoder:  # the pooler and classifier stay float32 (minilm_np.modules.classifier)
         tensors.update({name: np.ascontiguousarray(t) for name, t in source.head.tensors().items()})
     os.makedirs(output, exist_ok=True)
     save_file(tensors, os.path.join(output, "model.safetensors"),
