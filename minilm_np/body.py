@@ -10,12 +10,13 @@ import os
 import threading
 
 from . import _threads
+from .checkpoint import safetensors_path
 from .config import architecture, read_config
 from .errors import UnsupportedModelError
 from .locate import resolve_model_dir
 from .model import RunState, forward
 from .tokenizer import TextTokenizer
-from .weights import load_weights, safetensors_path
+from .weights import load_weights
 
 # numba's workqueue threading layer (the fallback where OpenMP is missing, see
 # kernels/_numba_env.py) aborts the whole process when two threads launch parallel kernels at

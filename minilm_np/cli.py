@@ -237,7 +237,7 @@ def cmd_embed(args):
         total = textio.count_rows(args.input, input_fmt)  # also: a missing file fails before the model loads
         texts = textio.iter_texts(args.input, input_fmt, args.field, args.column)
     model = _load(args)
-    if args.normalize is False and model.config.normalize:
+    if args.normalize is False and model.head.normalizes:
         raise UsageError("--no-normalize: this model normalises its vectors itself (Normalize in modules.json)")
     # A bar for inputs long enough to wait for, on a terminal only (never in a pipe or a log file).
     show = not args.quiet and (total is None or total >= PROGRESS_MIN_TEXTS) and sys.stderr.isatty()

@@ -2,19 +2,19 @@
 
 A cross-encoder reads a query and a passage together, ``[CLS] query [SEP] passage [SEP]`` with
 token types 0 then 1, through the same BERT body as the sentence encoder, and scores the pair
-from [CLS] with a classification head (:class:`minilm_np.classifier.ClassificationHead`).
+from [CLS] with a classification head (:class:`minilm_np.modules.ClassificationHead`).
 """
 import numpy as np
 
 from .body import BertBody, is_count, token_budget_chunks
-from .classifier import ClassificationHead
 from .encoder import TOKENS_PER_TEXT, WINDOW_TEXTS, SentenceTransformer
 from .errors import UnsupportedModelError
 from .finite import check_finite_rows
 from .model import Batch
-from .modules import ACTIVATIONS, _activate
+from .modules.activations import ACTIVATIONS, activate
+from .modules.classifier import ClassificationHead
 
-# Short names :func:`activation` accepts besides the torch class paths of modules.ACTIVATIONS.
+# Short names :func:`activation` accepts besides the torch class paths of ACTIVATIONS.
 ACTIVATION_NAMES = {name.rsplit(".", 1)[-1].lower(): short for name, short in ACTIVATIONS.items()}
 
 
@@ -26,7 +26,7 @@ class Activation:
         self.name = name
 
     def __call__(self, scores):
-        return _activate(self.name, np.array(scores, dtype=np.float32))
+        return activate(self.name, np.array(scores, dtype=np.float32))
 
     def __eq__(self, other):
         return isinstance(other, Activation) and other.name == self.name
@@ -155,7 +155,7 @@ class CrossEncoder(BertBody):
         if device not in (None, "cpu"):
             raise ValueError(f"device {device!r} is not supported: minilm-np runs on the CPU only")
         super().__init__(model_name_or_path, threads, backend, quantize)
-        self.head = ClassificationHead.from_folder(self.model_dir, self.config)
+        self.head = ClassificationHead.from_folder(self.model_dir, "", self.config)
         if max_length is not None:
             self.max_seq_length = max_length
         self.activation_fn = activation(activation_fn) if activation_fn is not None \

@@ -111,7 +111,7 @@ class Embedder:
         """The :class:`~minilm_np.SentenceTransformer` this process shares for these settings (loaded
         on first use)."""
         model = _shared_model(self.model, self.threads, self.quantize)
-        if self.normalize_embeddings is False and model.config.normalize:
+        if self.normalize_embeddings is False and model.head.normalizes:
             raise ValueError("normalize_embeddings=False: this model normalises its vectors itself "
                              "(Normalize in modules.json)")
         return model

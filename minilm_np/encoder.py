@@ -8,8 +8,8 @@ import numpy as np
 from . import util
 from .body import BertBody, is_count, token_budget_chunks
 from .finite import check_finite_rows
-from .model import Batch, pool
-from .modules import apply_head, load_head
+from .model import Batch
+from .modules.pipeline import load_modules
 
 # A forward pass packs up to batch_size * TOKENS_PER_TEXT tokens (at least one text), so a
 # batch of short texts still gives the GEMMs enough rows; batch_size keeps bounding memory.
@@ -61,6 +61,11 @@ class SentenceTransformer(BertBody):
         int8 weight quantisation applied at load time.
     truncate_dim : int or None
         Default Matryoshka truncation of the sentence embeddings.
+
+    Attributes
+    ----------
+    head : minilm_np.modules.Pipeline
+        The modules after the Transformer (Pooling, Dense..., Normalize), from modules.json.
     """
 
     def __init__(self, model_name_or_path=None, device=None, *, threads=None, backend=None, quantize=None,
@@ -68,8 +73,8 @@ class SentenceTransformer(BertBody):
         if device not in (None, "cpu"):
             raise ValueError(f"device {device!r} is not supported: minilm-np runs on the CPU only")
         super().__init__(model_name_or_path, threads, backend, quantize)
-        # Dense / Normalize after pooling; Dense weights stay float32 whatever ``quantize`` says.
-        self.head = load_head(self.model_dir, self.config.post_modules)
+        # Pooling, Dense, Normalize (modules.json); Dense weights stay float32 whatever ``quantize`` says.
+        self.head = load_modules(self.model_dir, self.config.hidden_size)
         if truncate_dim is not None and not _is_count(truncate_dim):
             raise ValueError(f"truncate_dim must be a positive integer or None, got {truncate_dim!r}")
         self.truncate_dim = truncate_dim
@@ -135,7 +140,7 @@ class SentenceTransformer(BertBody):
 
     def get_sentence_embedding_dimension(self) -> int:
         """Width of the sentence embeddings (after the Dense modules and ``truncate_dim``)."""
-        dim = self.config.embedding_dim
+        dim = self.head.get_sentence_embedding_dimension()
         return min(dim, self.truncate_dim) if self.truncate_dim else dim
 
     def get_embedding_dimension(self) -> int:
@@ -290,7 +295,8 @@ class SentenceTransformer(BertBody):
 
         if output_value == "token_embeddings":
             return parts[0] if single else parts
-        dim = self.config.embedding_dim if truncate_dim is None else min(truncate_dim, self.config.embedding_dim)
+        dim = self.head.get_sentence_embedding_dimension()
+        dim = dim if truncate_dim is None else min(truncate_dim, dim)
         embeddings = (parts[0] if len(parts) == 1 else np.concatenate(parts)) if parts \
             else np.zeros((0, dim), np.float32)
         if single:
@@ -308,7 +314,7 @@ class SentenceTransformer(BertBody):
             prompt = self.prompts.get(self.default_prompt_name)
         if prompt is not None and not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
-        if prompt and not self.config.pooling_include_prompt:
+        if prompt and not self.head.pooling.include_prompt:
             raise ValueError("this model's Pooling excludes prompt tokens (include_prompt: false), "
                              "which minilm-np does not implement")
         return prompt
@@ -332,8 +338,8 @@ class SentenceTransformer(BertBody):
                 for row, i in enumerate(chunk):
                     out[i] = token_embeddings[batch.cu_seqlens[row]:batch.cu_seqlens[row + 1]].copy()
             else:
-                pooled = self._finish(pool(self.config, token_embeddings, batch, self.kernels),
-                                      normalize_embeddings, truncate_dim)
+                pooled = self._apply_options(self.head(token_embeddings, batch.cu_seqlens, self.kernels),
+                                             normalize_embeddings, truncate_dim)
                 check_finite_rows(pooled, lambda row: first + chunk[row])
                 for row, i in enumerate(chunk):
                     out[i] = pooled[row]
@@ -341,13 +347,10 @@ class SentenceTransformer(BertBody):
                 progress.update(len(chunk))
         return out
 
-    def _finish(self, pooled, normalize_embeddings, truncate_dim):
-        """The modules after pooling, then sentence-transformers' encode() options, in its order."""
-        return self._apply_options(apply_head(self.head, pooled, self.kernels), normalize_embeddings, truncate_dim)
-
     def _apply_options(self, pooled, normalize_embeddings, truncate_dim):
-        """encode()'s ``truncate_dim`` then ``normalize_embeddings`` on vectors past the head, row by
-        row (the server applies them per request to rows embedded together): float32 ``(n, dim)``."""
+        """encode()'s ``truncate_dim`` then ``normalize_embeddings`` (sentence-transformers' order) on
+        the modules' output (:attr:`head`), row by row (the server applies them per request to rows
+        embedded together): float32 ``(n, dim)``."""
         if truncate_dim is not None:
             pooled = np.ascontiguousarray(pooled[:, :truncate_dim])
         if normalize_embeddings:

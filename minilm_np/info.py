@@ -17,12 +17,12 @@ def cpu_features():
 
 def _task_info(model) -> dict:
     """A sentence encoder's pooling and output width, or a cross-encoder's head and labels."""
-    from .classifier import ClassificationHead
+    from .modules.classifier import ClassificationHead
 
     if isinstance(model.head, ClassificationHead):  # a CrossEncoder
         return {"head": model.head.describe(), "num_labels": model.num_labels,
                 "labels": ", ".join(model.head.labels), "activation_fn": repr(model.activation_fn)}
-    return {"pooling": "+".join(model.config.pooling_modes), "normalize": model.config.normalize,
+    return {"pooling": "+".join(model.head.pooling.modes), "normalize": model.head.normalizes,
             "embedding_dim": model.get_sentence_embedding_dimension()}
 
 

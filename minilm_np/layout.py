@@ -56,7 +56,7 @@ EMBED_NORM = ("embed_norm", "embeddings.LayerNorm")
 
 IGNORED_PREFIXES = ("pooler.", "cls.", "classifier.", "embeddings.position_ids")
 """Tensors a BERT checkpoint may carry that the body does not use (a cross-encoder's pooler and
-classifier are its head's, :mod:`minilm_np.classifier`)."""
+classifier are its head's, :mod:`minilm_np.modules.classifier`)."""
 
 
 def layer_prefix(i: int) -> str:

@@ -3,20 +3,17 @@
 A batch of sequences is one ``(n_tokens, hidden)`` matrix plus the offsets ``cu_seqlens``;
 each linear is a :class:`~minilm_np.linear.Linear` (``matmul``, whatever its kind of weight),
 each embedding table a :class:`~minilm_np.tables.Table` (``lookup``), and everything between
-them runs on the kernels of the chosen backend (:mod:`minilm_np.kernels`). Read :func:`forward` first.
+them runs on the kernels of the chosen backend (:mod:`minilm_np.kernels`). Read :func:`forward` first. What follows the
+token embeddings (pooling, Dense, Normalize, a classification head) is :mod:`minilm_np.modules`.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from .config import Config
+from .gemm_rows import MIN_GEMM_ROWS
 from .kernels.buffers import zeros_aligned
 from .weights import LayerWeights, Weights
-
-# OpenBLAS takes a different code path (gemv, small-matrix kernels) below 4 rows, which rounds
-# differently; running every GEMM on at least this many rows keeps a text's vector bitwise
-# independent of its batch-mates.
-MIN_GEMM_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -138,32 +135,3 @@ def hidden_states(config: Config, weights: Weights, batch: Batch, k):
         x = feed_forward(config, layer, h, k, s, rows)
         states.append(x.copy())
     return states
-
-
-def pool(config: Config, token_embeddings, batch: Batch, k):
-    """Pooled vectors ``(n_seqs, config.pooled_dim)`` float32: the pooling modes, concatenated in order.
-
-    Dense and Normalize modules, when the model has them, come after this
-    (:func:`minilm_np.modules.apply_head`).
-    """
-    n_seqs, width = len(batch.cu_seqlens) - 1, config.hidden_size
-    out = np.empty((n_seqs, width * len(config.pooling_modes)), np.float32)
-    for i, mode in enumerate(config.pooling_modes):
-        part = out[:, i * width:(i + 1) * width]
-        if mode == "cls":
-            k.first_token_pool(token_embeddings, batch.cu_seqlens, part)
-        elif mode == "max":
-            k.max_pool(token_embeddings, batch.cu_seqlens, part)
-        elif mode == "lasttoken":
-            part[:] = token_embeddings[batch.cu_seqlens[1:] - 1]
-        elif mode == "weightedmean":  # token t (from 0) weighs t + 1, as sentence-transformers does
-            for s in range(n_seqs):
-                rows = token_embeddings[batch.cu_seqlens[s]:batch.cu_seqlens[s + 1]]
-                weights = np.arange(1, len(rows) + 1, dtype=np.float32)
-                part[s] = (weights @ rows) / weights.sum()
-        else:
-            k.mean_pool(token_embeddings, batch.cu_seqlens, part)
-            if mode == "mean_sqrt_len":
-                lengths = batch.lengths.astype(np.float32)[:, None]
-                part *= lengths / np.sqrt(lengths)
-    return out

@@ -223,7 +223,7 @@ def test_legacy_pooling_files(st, st_dir, tmp_path):
         json.dump({"max_seq_length": 24, "do_lower_case": False}, f)
     reference = st["SentenceTransformer"](path, device="cpu")
     ours = minilm_np.SentenceTransformer(path)
-    assert ours.config.pooling_modes == ("cls", "max", "mean")
+    assert ours.head.pooling.modes == ("cls", "max", "mean")
     assert ours.max_seq_length == reference.max_seq_length == 24
     assert max_abs_diff(ours.encode(TEXTS), reference.encode(TEXTS)) <= TOLERANCE
 
@@ -234,7 +234,7 @@ def test_plain_transformers_directory_falls_back_to_mean_pooling(st, hf_model):
     path = hf_model("L1-H64-A2")
     with pytest.warns(UserWarning, match="mean pooling"):
         ours = minilm_np.SentenceTransformer(path)
-    assert ours.config.pooling_modes == ("mean",) and not ours.config.normalize
+    assert ours.head.pooling.modes == ("mean",) and not ours.head.normalizes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = st["SentenceTransformer"](path, device="cpu")

@@ -6,7 +6,8 @@ import numpy as np
 from ..config import Config
 from ..kernels import reference
 from ..layout import LINEARS, TABLES
-from ..model import MIN_GEMM_ROWS, Batch, RunState, forward
+from ..gemm_rows import MIN_GEMM_ROWS
+from ..model import Batch, RunState, forward
 from ..weights import Weights
 from .linear import QuantizedLinear, quantize_matrix
 from .modes import OUTLIER_CHANNELS, check_mode

@@ -14,7 +14,8 @@ from ..config import Config
 from ..errors import ModelFileError
 from ..layout import EMBED_NORM, LAYER_NORMS, LINEARS, TABLES, layer_prefix, quantized_tensors
 from ..safetensors_io import open_row_file, read_safetensors
-from ..weights import LayerWeights, Weights, check_tensors, safetensors_path
+from ..checkpoint import safetensors_path
+from ..weights import LayerWeights, Weights, check_tensors
 from .linear import QuantizedLinear
 from .modes import MODES, OUTLIER_CHANNELS, check_mode
 from .table import QuantizedTable
@@ -163,7 +164,7 @@ def write_quantized(model, mode, output):
     """
     from safetensors.numpy import save_file
 
-    from ..classifier import ClassificationHead
+    from ..modules.classifier import ClassificationHead
     from ..config import read_config
     from ..locate import resolve_model_dir
     from ..tokenizer import TextTokenizer
@@ -183,7 +184,7 @@ def write_quantized(model, mode, output):
     tokenizer = TextTokenizer.for_model(model_dir, config)
     tensors = quantized_file_tensors(quantize_model(config, weights, tokenizer, mode, backend="numpy"))
     if config.num_labels is not None:  # a cross-encoder: the pooler and classifier stay float32
-        head = ClassificationHead.from_folder(model_dir, config)
+        head = ClassificationHead.from_folder(model_dir, "", config)
         tensors.update({name: np.ascontiguousarray(t) for name, t in head.tensors().items()})
     os.makedirs(output, exist_ok=True)
     save_file(tensors, os.path.join(output, "model.safetensors"),

@@ -65,7 +65,7 @@ def routes(server):
         return json_response({
             "model_id": server.names.embed_names[0], "model_sha": None,
             "model_dtype": model.quantization or "float32",
-            "model_type": {"embedding": {"pooling": "+".join(model.config.pooling_modes)}},
+            "model_type": {"embedding": {"pooling": "+".join(model.head.pooling.modes)}},
             "max_concurrent_requests": server.limits.max_concurrent_requests,
             "max_input_length": model.max_seq_length,
             "max_batch_tokens": server.batcher.max_batch_tokens,
