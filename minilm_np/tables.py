@@ -45,7 +45,24 @@ def table_row_ids(ids, n_rows):
     return ids
 
 
-class DenseTable:
+class TableShape:
+    """What every table shares: ``shape``, ``size``, ``len()``; and, for the tables that give the
+    gather kernel just the rows a batch uses, :meth:`lookup` over their ``rows(ids)``."""
+
+    shape: tuple
+
+    @property
+    def size(self):
+        return self.shape[0] * self.shape[1]
+
+    def __len__(self):
+        return self.shape[0]
+
+    def lookup(self, ids):
+        return self.rows(ids), np.arange(len(ids), dtype=np.int64)
+
+
+class DenseTable(TableShape):
     """A float32 table read where it lies (a read-only view of the mapped file).
 
     Parameters
@@ -60,13 +77,6 @@ class DenseTable:
 
     def lookup(self, ids):
         return self.array, ids
-
-    @property
-    def size(self):
-        return self.shape[0] * self.shape[1]
-
-    def __len__(self):
-        return self.shape[0]
 
     def __repr__(self):
         return f"DenseTable(shape={self.shape})"
@@ -106,5 +116,4 @@ class FileTable(DenseTable):
         needed, where = np.unique(table_row_ids(ids, self.shape[0]), return_inverse=True)
         return self.row_file.read(needed)[where.reshape(-1)]
 
-    def lookup(self, ids):
-        return self.rows(ids), np.arange(len(ids), dtype=np.int64)
+    lookup = TableShape.lookup

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..mapped import release_pages
-from ..tables import table_row_ids
+from ..tables import TableShape, table_row_ids
 from .linear import quantize_matrix
 from .modes import resolve_backend, row_kernels
 
@@ -10,7 +10,7 @@ TABLE_BLOCK_ROWS = 4096
 """Rows of a float32 embedding table quantised at once (16 MiB of float32 rows at 1,024 wide)."""
 
 
-class QuantizedTable:
+class QuantizedTable(TableShape):
     """An embedding table stored int8 per row (symmetric, one float32 step per row).
 
     Parameters
@@ -48,27 +48,14 @@ class QuantizedTable:
         return cls(qweight, scale, backend)
 
     @property
-    def size(self):
-        return self.shape[0] * self.shape[1]
-
-    @property
     def nbytes(self):
         return int(self.qweight.nbytes + self.scale.nbytes)
-
-    def __len__(self):
-        return self.shape[0]
 
     def __repr__(self):
         return f"QuantizedTable(shape={self.shape}, backend={self.backend})"
 
     def rows(self, ids):
-        """Dequantised rows ``table[ids]``: float32 ``(len(ids), H)``.
-
-        Raises
-        ------
-        IndexError
-            An id is outside the table.
-        """
+        """Dequantised rows ``table[ids]``, float32 ``(len(ids), H)`` (IndexError for an id outside the table)."""
         ids = table_row_ids(ids, self.shape[0])
         out = np.empty((len(ids), self.shape[1]), np.float32)
         if self.row_file is None:
@@ -76,7 +63,3 @@ class QuantizedTable:
         needed, where = np.unique(ids, return_inverse=True)
         return self._k.gather_rows(self.row_file.read(needed), self.scale[needed],
                                    np.ascontiguousarray(where, np.int64), out)
-
-    def lookup(self, ids):
-        """The :class:`~minilm_np.tables.Table` protocol: the rows dequantised, and ``0..n-1``."""
-        return self.rows(ids), np.arange(len(ids), dtype=np.int64)
