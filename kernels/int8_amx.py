@@ -30,6 +30,7 @@ from . import ir
 from .cpu import AMX_CAPABLE
 from .int8_epilogue import dequantize_panels
 from .int8_pack import PANEL
+from .specialize import by_operand
 
 MR_AMX = 32
 """Rows of ``A`` per u8s8 AMX micro-kernel call (two 16-row tiles)."""
@@ -216,9 +217,10 @@ _kernel_s16s8 = _make_kernel("_amx_s16s8", 11, (1, 2), _emit_s16s8)
 
 
 @njit(**_JIT)
-def block_u8s8(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1):
+def block_u8s8(a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1):
     """Rows [i0, i1) x panels [p0, p1) of a u8s8 product (K % 64 == 0) on the tiles: panels two
-    at a time, rows 32 at a time; ``epi_addr``: the epilogue descriptor (0: raw int32)."""
+    at a time, rows 32 at a time; ``epi_addr``: the epilogue descriptor (0: raw int32);
+    ``a2_addr`` unused (the s16s8 block's second byte plane)."""
     panel_bytes = n_groups * 64
     n_kt = n_groups // 16
     _amx_begin(16, 16)
@@ -232,7 +234,7 @@ def block_u8s8(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, 
             shape = 2 * (rows > 16) + pair
             _kernel_u8s8(shape, a_addr + i * lda, lda, w_addr + p * panel_bytes, n_kt, panel_bytes,
                          c_addr + p * (PANEL * 4) + i * ldc, ldc, rows, ncols)
-            dequantize_panels(True, c_addr, ldc, n, epi_addr, i, i + rows, p, 1 + pair)
+            dequantize_panels(np.uint8(0), c_addr, ldc, n, epi_addr, i, i + rows, p, 1 + pair)
     _amx_end()
 
 
@@ -252,8 +254,12 @@ def block_s16s8(lo_addr, hi_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_add
             ncols = min(2 * PANEL if pair else PANEL, n - p * PANEL)
             _kernel_s16s8(1 + pair, lo_addr + i * lda, hi_addr + i * lda, lda, w_addr + p * panel_bytes, n_kt,
                           panel_bytes, c_addr + p * (PANEL * 4) + i * ldc, ldc, rows, ncols)
-            dequantize_panels(False, c_addr, ldc, n, epi_addr, i, i + rows, p, 1 + pair)
+            dequantize_panels(np.int16(0), c_addr, ldc, n, epi_addr, i, i + rows, p, 1 + pair)
     _amx_end()
+
+
+block = by_operand("block", block_u8s8, block_s16s8)
+"""``block(a, a_addr, a2_addr, lda, ...)``: :func:`block_u8s8` for uint8 ``a``, else :func:`block_s16s8`."""
 
 
 @njit(**_JIT)

@@ -21,6 +21,7 @@ from numba.core import cgutils
 
 from . import ir
 from .int8_pack import PANEL
+from .specialize import by_operand
 from .tasks import address
 
 EPI_FIELDS = ("zero", "scale", "col_scale", "col_sum", "x", "ldx", "outlier_index", "n_outliers",
@@ -102,6 +103,7 @@ def _make_strip(with_zero):
 
 dequantize_strip_u8s8 = _make_strip(with_zero=True)
 dequantize_strip_s16s8 = _make_strip(with_zero=False)
+_strip = by_operand("dequantize_strip", dequantize_strip_u8s8, dequantize_strip_s16s8)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
@@ -168,15 +170,11 @@ class Dequantization:
 
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def dequantize_panels(u8, c_addr, ldc, n, epi_addr, r0, r1, p, count):
+def dequantize_panels(operand, c_addr, ldc, n, epi_addr, r0, r1, p, count):
     """Run the epilogue (if ``epi_addr``) on rows ``[r0, r1)`` of the ``count`` panels from ``p``
-    of C (``c_addr``: ``C[0, 0]``): right after a micro-kernel wrote them, while in L1."""
+    of C (``c_addr``: ``C[0, 0]``): right after a micro-kernel wrote them, while in L1.
+    ``operand``: the activations (uint8: the u8s8 strip, else s16s8), or a scalar of their type."""
     if epi_addr == 0:
         return
     for q in range(p, p + count):
-        cp = c_addr + q * (PANEL * 4)
-        ncols = min(PANEL, n - q * PANEL)
-        if u8:
-            dequantize_strip_u8s8(cp, ldc, ncols, epi_addr, r0, r1, q * PANEL)
-        else:
-            dequantize_strip_s16s8(cp, ldc, ncols, epi_addr, r0, r1, q * PANEL)
+        _strip(operand, c_addr + q * (PANEL * 4), ldc, min(PANEL, n - q * PANEL), epi_addr, r0, r1, q * PANEL)

@@ -31,7 +31,7 @@ from ._numba_env import pool_threads  # (must precede the numba import)
 from numba import njit, prange
 
 from . import int8_amx, int8_portable, int8_vector
-from .cpu import ISA
+from .cpu import AMX_CAPABLE, ISA
 from .int8_epilogue import NO_EPILOGUE
 from .int8_pack import (INT8, INT16, KG_S16S8, KG_U8S8, UINT8, PANEL, check, pack_weights_s16s8,  # noqa: F401
                         pack_weights_u8s8, reference_product, unpack_weights)
@@ -79,66 +79,69 @@ def pad_k(a, kp):
 
 
 @njit(**_JIT)
-def _block(path, u8, a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb):
-    """Rows [i0, i1) x panels [p0, p1) on ``path`` (VECTOR or AMX); ``a2_addr``: the high byte
-    plane of an int16 ``A`` on AMX."""
-    if path == AMX and u8:
-        int8_amx.block_u8s8(a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1)
-    elif path == AMX:
-        int8_amx.block_s16s8(a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1)
+def _block(a, path, a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb):
+    """Rows [i0, i1) x panels [p0, p1) on ``path`` (VECTOR or AMX); ``a``: the activations, whose
+    dtype picks the kernels; ``a2_addr``: the high byte plane of an int16 ``A`` on AMX."""
+    if AMX_CAPABLE and path == AMX:  # (a constant: where the CPU lacks AMX, its path is never built)
+        int8_amx.block(a, a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1)
     else:
-        int8_vector.block(u8, a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb)
+        int8_vector.block(a, a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb)
 
 
 @njit(parallel=True, **_JIT)
-def _parallel(path, u8, a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels, pb, mb):
+def _parallel(a, path, a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, m, n, epi_addr, rb, n_panels, pb, mb):
     for t in prange(n_tasks(m, rb, n_panels, pb)):
         i0, i1, p0, p1 = task_bounds(t, m, rb, n_panels, pb)
-        _block(path, u8, a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb)
+        _block(a, path, a_addr, a2_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb)
 
 
 @njit(**_JIT)
-def _run(path, u8, a_addr, a2_addr, lda, packed, n, m, c_addr, ldc, threads, epi):
+def _run(a, path, a_addr, a2_addr, lda, packed, n, c_addr, ldc, threads, epi):
+    m = a.shape[0]
     n_panels, n_groups = packed.shape[0], packed.shape[1]
+    u8 = a.itemsize == 1
     tile = int8_vector.MR_TOP if path == VECTOR else int8_amx.MR_AMX if u8 else int8_amx.MR_AMX_S16
     rb, pb, mb, par = plan_tasks(m, n_panels, lda, threads, tile)
     if path == AMX:
         pb += pb & 1  # whole panel pairs per task
     epi_addr = address(epi) if epi.shape[0] else 0  # (epi is the caller's: alive until we return)
     if par:
-        _parallel(path, u8, a_addr, a2_addr, lda, address(packed), n_groups, c_addr, ldc, m, n, epi_addr, rb,
+        _parallel(a, path, a_addr, a2_addr, lda, address(packed), n_groups, c_addr, ldc, m, n, epi_addr, rb,
                   n_panels, pb, mb)
-    else:
-        _block(path, u8, a_addr, a2_addr, lda, address(packed), n_groups, c_addr, ldc, n, epi_addr, 0, m, 0,
-               n_panels, mb)
+    else:  # the one task (its bounds as values: literal zeros would make numba build _block twice)
+        i0, i1, p0, p1 = task_bounds(0, m, rb, n_panels, pb)
+        _block(a, path, a_addr, a2_addr, lda, address(packed), n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1,
+               mb)
 
 
 @njit(**_JIT)
 def entry(path, a, packed, n, out, threads, epi):
-    """``out = a @ W.T`` (int32), or with the epilogue descriptor ``epi`` (non-empty; VECTOR and
-    AMX only) the dequantised float32 result in ``out``'s memory.
+    """``out = a @ W.T`` (int32) on ``path`` (VECTOR or AMX), or with the epilogue descriptor
+    ``epi`` (non-empty) the dequantised float32 result in ``out``'s memory.
 
     ``a``: C-contiguous uint8 (u8s8) or int16 (s16s8: weights packed as int16, or on AMX as
-    u8s8); ``out``: int32 (M, n), any strides.
+    u8s8); ``out``: int32 (M, n), any strides.  numba compiles one driver per type of ``a``,
+    each holding only its kernels (:mod:`specialize`).
     """
     m = a.shape[0]
-    u8 = a.itemsize == 1
     ap = pad_k(a, packed.shape[1] * packed.shape[3])
     target = out if out.strides[1] == 4 else np.empty((m, n), dtype=np.int32)
-    if path == PORTABLE:
-        int8_portable.run(ap, packed, n, target, threads)
-    elif path == AMX and not u8:
+    if AMX_CAPABLE and path == AMX and ap.itemsize == 2:
         lo, hi = int8_amx.byte_planes(ap)
-        _run(path, u8, address(lo), address(hi), ap.shape[1], packed, n, m, address(target), target.strides[0],
+        _run(ap, path, address(lo), address(hi), ap.shape[1], packed, n, address(target), target.strides[0],
              threads, epi)
         keep_alive(lo)
         keep_alive(hi)
     else:
-        _run(path, u8, address(ap), 0, ap.strides[0], packed, n, m, address(target), target.strides[0], threads,
-             epi)
+        _run(ap, path, address(ap), 0, ap.strides[0], packed, n, address(target), target.strides[0], threads, epi)
     keep_alive(ap)
     if out.strides[1] != 4:
         out[:, :] = target
+
+
+def portable(a, packed, n, out, threads):
+    """``out = a @ W.T`` (int32, any strides) on the :data:`PORTABLE` loops (:mod:`int8_portable`)."""
+    int8_portable.run(pad_k(a, packed.shape[1] * packed.shape[3]), packed, n, out, threads)
 
 
 def _gemm(a, packed, n, out, isa, bytes_packed):
@@ -147,7 +150,11 @@ def _gemm(a, packed, n, out, isa, bytes_packed):
     m, k = a.shape
     if m and n:
         path = path_for(isa, bytes_packed, k)
-        entry(path, a, packed, n, out, threads_for(m, n, k, path), NO_EPILOGUE)
+        threads = threads_for(m, n, k, path)
+        if path == PORTABLE:
+            portable(a, packed, n, out, threads)
+        else:
+            entry(path, a, packed, n, out, threads, NO_EPILOGUE)
     return out
 
 

@@ -20,7 +20,7 @@ from numba import njit
 from . import quant, quant_jit
 from .cpu import ISA
 from .int8_epilogue import Dequantization, descriptor
-from .int8_gemm import AMX, PORTABLE, entry, path_for, threads_for
+from .int8_gemm import AMX, PORTABLE, entry, path_for, portable, threads_for
 from .int8_pack import (INT8, INT16, KG_S16S8, KG_U8S8, check, pack_weights_s16s8, pack_weights_u8s8,
                         reference_product, unpack_weights)
 from .tasks import keep_alive, row_chunk
@@ -105,7 +105,7 @@ def _linear_portable(x, mask, max_code, packed, n, out, columns, bias, threads):
     else:
         codes, scale, zero = np.empty((m, k), np.int16), np.empty(m, np.float32), None
         quant_jit.quantize_rows_s16(x, mask, max_code, codes, scale)
-    entry(PORTABLE, codes, packed, n, acc, threads, np.empty(0, np.int64))
+    portable(codes, packed, n, acc, threads)
     quant_jit.dequantize_output(acc, out, x, scale, zero, columns.col_scale, columns.col_sum,
                                 columns.outlier_index, columns.outlier_weight)
     if bias is not None:

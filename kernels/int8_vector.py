@@ -24,6 +24,7 @@ from . import ir
 from .cpu import VNNI, VNNI512
 from .int8_epilogue import dequantize_panels
 from .int8_pack import PANEL
+from .specialize import by_operand
 
 MR = 4
 """Rows of ``A`` per AVX2 micro-kernel call."""
@@ -108,13 +109,14 @@ def _make_kernel(kind):
 
 _kernel_u8s8 = _make_kernel("u8s8")
 _kernel_s16s8 = _make_kernel("s16s8")
+_kernel = by_operand("kernel", _kernel_u8s8, _kernel_s16s8)
 
 
 @njit(**_JIT)
-def block(u8, a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb):
+def block(a, a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p0, p1, mb):
     """Rows [i0, i1) x panels [p0, p1) of C (int32, or float32 through the epilogue at
     ``epi_addr``), rows taken ``mb`` at a time so that they stay in L2 while every weight panel
-    passes over them; ``u8``: u8s8 (else s16s8).  Addresses and strides in bytes."""
+    passes over them; ``a``: the activations, whose dtype picks u8s8 (uint8) or s16s8.  Addresses and strides in bytes."""
     panel_bytes = n_groups * 64
     for r0 in range(i0, i1, mb):
         r1 = min(r0 + mb, i1)
@@ -127,9 +129,6 @@ def block(u8, a_addr, lda, w_addr, n_groups, c_addr, ldc, n, epi_addr, i0, i1, p
             while i < r1:
                 rest = r1 - i
                 mr = 12 if MR_TOP == 12 and rest >= 12 else 6 if MR_TOP >= 6 and rest >= 6 else min(rest, MR)
-                if u8:
-                    _kernel_u8s8(mr, a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
-                else:
-                    _kernel_s16s8(mr, a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
+                _kernel(a, mr, a_addr + i * lda, lda, wp, n_groups, cp + i * ldc, ldc, ncols, pf)
                 i += mr
-            dequantize_panels(u8, c_addr, ldc, n, epi_addr, r0, r1, p, 1)
+            dequantize_panels(a, c_addr, ldc, n, epi_addr, r0, r1, p, 1)
