@@ -14,7 +14,8 @@ Three things make one compile serve every later process:
   bits are unchanged.
 - **A shared, read-only seed.** ``minilm-np warmup --shared`` compiles into :data:`SHARED_DIR`,
   beside the installed package; a process whose per-user cache lacks a file copies it from there
-  (numba must be able to write where it caches, which a system site-packages is not).
+  (numba must be able to write where it caches, which a system site-packages is not).  The
+  package build runs it (``setup.py``), so an install from source arrives with its seed.
 
 This module does not import numba: :mod:`._numba_env` calls it before numba's first import.
 :mod:`._locator` holds numba's side (the locator, and the notice printed when a compile starts).

@@ -5,6 +5,7 @@ import gc
 import json
 import os
 import sys
+import tempfile
 
 from .stream import CHUNK_TEXTS
 from .textio import INPUT_FORMATS, OUTPUT_NAMES
@@ -347,7 +348,8 @@ def cmd_info(args):
 
 
 def cmd_warmup(args):
-    """Compile the kernels of float32 and every int8 mode (or the one ``--quantize`` names).
+    """Compile the kernels of float32 and every int8 mode (or the one ``--quantize`` names), each
+    mode both quantised at load and read from a quantised directory.
 
     Two threads at least, so the parallel drivers compile too even on a one-core build machine.
     """
@@ -377,6 +379,13 @@ def cmd_warmup(args):
         model.warmup()
         if model.config.quantization:  # a quantised directory runs its own mode only
             break
+        if mode is not None:  # the same mode read from a `minilm-np quantize` directory (file views)
+            from .quantize import write_quantized
+
+            with tempfile.TemporaryDirectory() as tmp:
+                saved = argparse.Namespace(**{**vars(args), "model": write_quantized(args.model, mode, tmp),
+                                              "quantize": None})
+                _load(saved, cross_encoder=None).warmup()
     from .kernels._numba_env import CACHE_DIR
 
     done = ", ".join(m or "float32" for m in modes[:modes.index(mode) + 1])

@@ -369,6 +369,7 @@ class SentenceTransformer(BertBody):
 
     def warmup(self):
         """Compile (or load from the cache) every kernel this model uses, serial and parallel paths."""
+        self.encode("a")  # three tokens: the serial paths, even where a model's vocabulary splits "warm up" finely
         self.encode("warm up")
         long_text = " ".join(["word"] * (self.max_seq_length * 2))
         self.encode([long_text] * 8 + ["a short one"] * 64, batch_size=64)

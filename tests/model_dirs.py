@@ -3,8 +3,9 @@ random SentencePiece-vocabulary sentence models, with torch.
 
 :func:`make_model_dir` links the tokenizer and sentence-transformers files of the default
 model into a fresh directory and writes the ``config.json`` and ``model.safetensors`` a test
-asks for; :func:`tiny_config` and :func:`random_bert_tensors` give a one-layer, 32-wide BERT
-(a 4 MB file) whose outputs are meaningless but whose shapes are all a loader checks.
+asks for; :func:`tiny_config` and :func:`random_bert_tensors` (from :mod:`minilm_np.random_model`)
+give a one-layer, 32-wide BERT (a 4 MB file) whose outputs are meaningless but whose shapes are
+all a loader checks.
 :func:`unigram_tokenizer` trains an XLM-R-style tokenizer on ``tests/data/multilingual_sample.txt``
 and :func:`save_random_sentence_model` saves a random BERT with it through transformers and
 sentence-transformers, as the multilingual hub models are saved.
@@ -12,86 +13,12 @@ sentence-transformers, as the multilingual hub models are saved.
 import json
 import os
 import shutil
-import struct
 
-import numpy as np
+from minilm_np.random_model import random_bert_tensors, safetensors_bytes, tiny_config  # noqa: F401
 
 # The small files of a sentence-transformers directory, linked (not copied) from the default model.
 LINKED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                 "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling")
-SAFETENSORS_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.float64): "F64",
-                      np.dtype(np.int64): "I64", np.dtype(np.int32): "I32"}
-
-
-def tiny_config(**overrides) -> dict:
-    """config.json of a 1-layer BERT, hidden 32, 2 heads, with the default model's vocabulary."""
-    config = {"model_type": "bert", "architectures": ["BertModel"], "hidden_act": "gelu", "hidden_size": 32,
-              "intermediate_size": 64, "layer_norm_eps": 1e-12, "max_position_embeddings": 512,
-              "num_attention_heads": 2, "num_hidden_layers": 1, "position_embedding_type": "absolute",
-              "type_vocab_size": 2, "vocab_size": 30522}
-    config.update(overrides)
-    return config
-
-
-def random_bert_tensors(config: dict, seed: int = 0) -> dict:
-    """Every tensor of a ``BertModel`` checkpoint for ``config``, float32, N(0, 0.02) linear weights.
-
-    Returns
-    -------
-    dict of str to ndarray, in checkpoint order.
-    """
-    rng = np.random.default_rng(seed)
-    h, f = config["hidden_size"], config["intermediate_size"]
-
-    def normal(*shape):
-        return (rng.standard_normal(shape) * 0.02).astype(np.float32)
-
-    tensors = {
-        "embeddings.word_embeddings.weight": normal(config["vocab_size"], h),
-        "embeddings.position_embeddings.weight": normal(config["max_position_embeddings"], h),
-        "embeddings.token_type_embeddings.weight": normal(config["type_vocab_size"], h),
-        "embeddings.LayerNorm.weight": np.ones(h, np.float32),
-        "embeddings.LayerNorm.bias": np.zeros(h, np.float32),
-    }
-    for i in range(config["num_hidden_layers"]):
-        p = f"encoder.layer.{i}."
-        for part in ("query", "key", "value"):
-            tensors[p + f"attention.self.{part}.weight"] = normal(h, h)
-            tensors[p + f"attention.self.{part}.bias"] = normal(h)
-        tensors.update({
-            p + "attention.output.dense.weight": normal(h, h), p + "attention.output.dense.bias": normal(h),
-            p + "attention.output.LayerNorm.weight": np.ones(h, np.float32),
-            p + "attention.output.LayerNorm.bias": np.zeros(h, np.float32),
-            p + "intermediate.dense.weight": normal(f, h), p + "intermediate.dense.bias": normal(f),
-            p + "output.dense.weight": normal(h, f), p + "output.dense.bias": normal(h),
-            p + "output.LayerNorm.weight": np.ones(h, np.float32),
-            p + "output.LayerNorm.bias": np.zeros(h, np.float32),
-        })
-    return tensors
-
-
-def safetensors_bytes(tensors: dict, header_updates: dict | None = None) -> bytes:
-    """A safetensors file as bytes: 8-byte little-endian header length, JSON header, raw data.
-
-    Parameters
-    ----------
-    tensors : dict of str to ndarray
-    header_updates : dict of str to dict, optional
-        Per-tensor entries merged into the honest header after it is built (to lie about a
-        dtype, shape or offsets), or a new name mapped to a whole entry.
-    """
-    header, chunks, offset = {}, [], 0
-    for name, array in tensors.items():
-        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": SAFETENSORS_DTYPES[np.dtype(array.dtype)], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        chunks.append(data)
-        offset += len(data)
-    for name, update in (header_updates or {}).items():
-        header.setdefault(name, {}).update(update)
-    encoded = json.dumps(header).encode("utf-8")
-    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned, as the format recommends
-    return struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks)
 
 
 def write_safetensors(path, tensors: dict, header_updates: dict | None = None) -> str:

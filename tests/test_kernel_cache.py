@@ -86,6 +86,32 @@ def test_notice_when_compiling_only_and_a_shared_cache_seeds_a_new_user(tmp_path
     assert os.listdir(tmp_path / "second" / "minilm_np_kernels")
 
 
+def test_an_installed_copy_with_new_file_times_loads_the_kernels_compiled_before(tmp_path):
+    """As ``pip install`` does with the cache that the package build compiled (setup.py): the
+    files are new copies with new modification times, and the entries still serve them (numba
+    checks a hash of the source, not its time, since its pull request 10659)."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    compiles, _ = _run(cache)
+    assert compiles >= 1
+    site = tmp_path / "site"
+    shutil.copytree(os.path.join(REPO, "minilm_np"), site / "minilm_np", symlinks=False,
+                    ignore=shutil.ignore_patterns("__pycache__", "_numba_cache"))
+    later = os.stat(os.path.join(REPO, "kernels", "rows.py")).st_mtime + 3600
+    for root, _, names in os.walk(site):
+        for name in names:
+            os.utime(os.path.join(root, name), (later, later))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "MINILM_NP_"))}
+    env.update(NUMBA_CACHE_DIR=str(cache), MINILM_NP_SHARED_CACHE=str(tmp_path / "no-shared"), PYTHONPATH=str(site))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "site" in subprocess.run([sys.executable, "-c", "import minilm_np; print(minilm_np.__file__)"], env=env,
+                                    cwd=str(tmp_path), capture_output=True, text=True).stdout
+    assert int(proc.stdout.split("compiles")[-1]) == 0 and NOTICE not in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("name", ["python -m minilm_np from the checkout", "another working directory"])
 def test_cache_folder_does_not_depend_on_the_install_path(name, tmp_path):
     from minilm_np.kernels._cache import SUBDIR

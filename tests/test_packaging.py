@@ -49,3 +49,13 @@ def test_hugging_face_kernels_transformers_and_minilm_np_in_one_process_from_the
         "print(minilm_np.load(backend='numpy').encode('hello').shape)\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("(384,)")
+
+
+def test_the_build_requires_the_runtime_dependencies():
+    """The package build compiles the kernels (setup.py), so it needs what they import."""
+    import tomllib
+
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)
+    missing = set(project["project"]["dependencies"]) - set(project["build-system"]["requires"])
+    assert not missing, f"add to [build-system] requires: {sorted(missing)}"
