@@ -21,8 +21,10 @@ _WARMUP = """
 import sys
 from minilm_np.cli import main
 from minilm_np.random_model import write_random_model
-# all-MiniLM-L6-v2's widths: a few kernels go parallel or not by a weight's size
-model = write_random_model(sys.argv[1], hidden_size=384, intermediate_size=1536, num_attention_heads=12)
+# all-MiniLM-L6-v2's widths (a few kernels go parallel or not by a weight's size); a sentence
+# encoder, or with a label count a cross-encoder (its head's kernels)
+model = write_random_model(sys.argv[1], hidden_size=384, intermediate_size=1536, num_attention_heads=12,
+                           num_labels=int(sys.argv[2]) if sys.argv[2:] else None)
 sys.exit(main(["warmup", "--shared", "--model", model]))
 """
 
@@ -34,10 +36,11 @@ class BuildWithKernels(build_py):
             return
         env = {k: v for k, v in os.environ.items() if k not in ("MINILM_NP_SHARED_CACHE", "NUMBA_CACHE_DIR")}
         env.update(PYTHONPATH=os.path.abspath(self.build_lib), HF_HUB_OFFLINE="1")
-        with tempfile.TemporaryDirectory() as model_dir:
-            done = subprocess.run([sys.executable, "-c", _WARMUP, model_dir], env=env, cwd=model_dir)
-        if done.returncode:
-            self.warn("minilm-np: the kernels were not compiled at build time; they compile on first use")
+        for labels in ([], ["1"]):  # (numba may not be imported before `warmup --shared`: a process each)
+            with tempfile.TemporaryDirectory() as model_dir:
+                done = subprocess.run([sys.executable, "-c", _WARMUP, model_dir, *labels], env=env, cwd=model_dir)
+            if done.returncode:
+                self.warn("minilm-np: the kernels were not compiled at build time; they compile on first use")
 
 
 setup(cmdclass={"build_py": BuildWithKernels})

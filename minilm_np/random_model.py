@@ -104,8 +104,10 @@ def _wordpiece_tokenizer(vocab_size):
     return tokenizer
 
 
-def write_random_model(directory: str, seed: int = 0, vocab_size: int = 128, **config_overrides) -> str:
-    """Write a random sentence-transformers BERT directory (mean pooling, normalised) to ``directory``.
+def write_random_model(directory: str, seed: int = 0, vocab_size: int = 128, num_labels: int | None = None,
+                       **config_overrides) -> str:
+    """Write a random sentence-transformers BERT directory (mean pooling, normalised) to ``directory``,
+    or with ``num_labels`` a ``BertForSequenceClassification`` cross-encoder.
 
     Parameters
     ----------
@@ -113,6 +115,8 @@ def write_random_model(directory: str, seed: int = 0, vocab_size: int = 128, **c
         Created if missing.
     vocab_size : int
         Rows of the embedding table and tokens of the WordPiece vocabulary (at least 80).
+    num_labels : int, optional
+        A cross-encoder's labels: ``bert.``-prefixed body, tanh pooler and classifier.
     **config_overrides
         config.json entries (``hidden_size``, ``num_hidden_layers`` ...) over :func:`tiny_config`.
 
@@ -122,6 +126,20 @@ def write_random_model(directory: str, seed: int = 0, vocab_size: int = 128, **c
         ``directory``.
     """
     config = tiny_config(vocab_size=vocab_size, **config_overrides)
+    tensors = random_bert_tensors(config, seed)
+    os.makedirs(directory, exist_ok=True)
+    if num_labels is not None:
+        h = config["hidden_size"]
+        config.update(architectures=["BertForSequenceClassification"],
+                      id2label={str(i): f"LABEL_{i}" for i in range(num_labels)})
+        rng = np.random.default_rng(seed + 1)
+        head = {"pooler.dense.weight": (h, h), "pooler.dense.bias": (h,), "classifier.weight": (num_labels, h),
+                "classifier.bias": (num_labels,)}
+        tensors = {**{"bert." + name: t for name, t in tensors.items()},
+                   **{"bert." * name.startswith("pooler") + name: (rng.standard_normal(shape) * 0.02).astype(np.float32)
+                      for name, shape in head.items()}}
+        _write_json(os.path.join(directory, "config.json"), config)
+        return _write_weights_and_tokenizer(directory, tensors, vocab_size)
     os.makedirs(os.path.join(directory, "1_Pooling"), exist_ok=True)
     files = {
         "config.json": config,
@@ -134,9 +152,17 @@ def write_random_model(directory: str, seed: int = 0, vocab_size: int = 128, **c
                                                    "pooling_mode_mean_tokens": True},
     }
     for name, content in files.items():
-        with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
-            json.dump(content, f, indent=1)
+        _write_json(os.path.join(directory, name), content)
+    return _write_weights_and_tokenizer(directory, tensors, vocab_size)
+
+
+def _write_json(path, content):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=1)
+
+
+def _write_weights_and_tokenizer(directory, tensors, vocab_size):
     _wordpiece_tokenizer(vocab_size).save(os.path.join(directory, "tokenizer.json"))
     with open(os.path.join(directory, "model.safetensors"), "wb") as f:
-        f.write(safetensors_bytes(random_bert_tensors(config, seed)))
+        f.write(safetensors_bytes(tensors))
     return directory
