@@ -2,6 +2,12 @@ import importlib.util
 import json
 import os
 
+# minilm-np's numba settings (the portable CPU target, the cache folder, the threading layer) take
+# effect only before numba's first import. A test module that imports numba first (collection
+# imports them all) would leave this process on numba's defaults, the exact host CPU, while every
+# subprocess it starts (servers, Ray/Dask/Spark workers) runs the portable target: vectors would
+# then differ in the last bit between them.
+import minilm_np.kernels._numba_env  # noqa: F401,I001
 import numpy as np
 import pytest
 
