@@ -6,8 +6,9 @@ them (about 25 s a mode).  The kernels are compiled on a one-layer random model
 (:mod:`minilm_np.random_model`): they are compiled per argument type, not per shape.  The entries
 serve the installed copy because numba checks them against a hash of each source file's contents
 (numba pull request 10659; 0.68.1 has it); earlier releases compare modification times, which
-an install does not keep, and compile on first use as before.  Wheels built for other machines (``MINILM_NP_PREBUILD=0``) and
-editable installs skip this; where it fails the build goes on and the kernels compile on first use.
+an install does not keep, and compile on first use as before.  Wheels built for other machines
+(``MINILM_NP_PREBUILD=0``) and editable installs skip this; where it fails the build goes on and
+the kernels compile on first use.
 """
 import os
 import subprocess
