@@ -111,7 +111,7 @@ def _make_softmax_row(width):
                 odd = builder.trunc(builder.and_(index, ir.c64(1)), ir.I1)
                 y = builder.select(odd, builder.shuffle_vector(zeros, y, order),
                                    builder.shuffle_vector(y, zeros, order))
-            builder.store(builder.fadd(builder.load(total), y), total)
+            builder.store(builder.fadd(builder.load(total), y, flags=ir.ORDERED), total)
 
         with cgutils.for_range(builder, n_full) as loop:
             y = exp_shifted(builder.load(at(loop.index), align=4))
@@ -121,7 +121,7 @@ def _make_softmax_row(width):
             y = builder.select(tail, exp_shifted(load_tail(ir.fconst(vf, 0.0))), ir.fconst(vf, 0.0))
             builder.call(masked_store, [y, at(n_full), align, tail])
             accumulate(n_full, y)
-        return builder.fdiv(ir.Constant(ir.F32, 1.0), reduce(total, builder.fadd))
+        return builder.fdiv(ir.Constant(ir.F32, 1.0), reduce(total, lambda a, b: builder.fadd(a, b, flags=ir.ORDERED)))
 
     def softmax_row(typingctx, row_addr, n, scale):
         if not (isinstance(row_addr, types.Integer) and isinstance(n, types.Integer)

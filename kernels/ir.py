@@ -21,6 +21,12 @@ from .polynomials import ERF_P, ERF_Q, EXP_LN2_HI, EXP_LN2_LO, EXP_LOG2E, EXP_PO
 I1, I8, I16, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F32 = ir.FloatType()
 
+ORDERED = ("nsz",)
+"""Fast-math flags for float arithmetic whose order is part of a kernel's bits (a sum that must
+come out the same at every vector width and on every CPU).  numba's fastmath pass gives its
+flags (``reassoc`` lets LLVM reorder a sum, differently per target) only to instructions that
+carry none; ``nsz`` alone reorders nothing."""
+
 
 def vec(element, lanes):
     """The IR vector type of ``lanes`` x ``element``."""

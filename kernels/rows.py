@@ -20,6 +20,8 @@ from .tasks import PARALLEL_MIN_ELEMENTS, chunk_rows, n_chunks, row_chunk
 JIT = dict(cache=True, fastmath={"reassoc", "contract", "nsz"}, nogil=True, boundscheck=False,
            error_model="numpy")
 PJIT = dict(JIT, parallel=True)
+# No fast-math: a sum whose order must not depend on the CPU (see _sum_of_squares).
+ORDERED_JIT = dict(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 
 # The erf polynomial in float32 (branch-free, so it vectorises unlike libm's erf; float32
 # halves the cost of float64).
@@ -163,13 +165,28 @@ def _max_pool(x, cu_seqlens, out):
                 out[s, c] = max(out[s, c], x[t, c])
 
 
+@njit(**ORDERED_JIT)
+def _sum_of_squares(row, lanes):
+    """``sum(row ** 2)`` of a float32 row in float32, in ``len(lanes)`` (a power of two)
+    interleaved partial sums folded pairwise: one order, written out, so the same bits on every
+    CPU (under ``reassoc`` LLVM picks the order per target). ``lanes`` is scratch."""
+    width = len(lanes)
+    lanes[:] = 0.0
+    for c in range(row.shape[0]):
+        lanes[c % width] += row[c] * row[c]
+    half = width // 2
+    while half:
+        for j in range(half):
+            lanes[j] += lanes[j + half]
+        half //= 2
+    return lanes[0]
+
+
 @njit(**JIT)
 def _l2_normalize(x, out):
+    lanes = np.empty(16, np.float32)
     for i in range(x.shape[0]):
-        sq = np.float32(0.0)
-        for c in range(x.shape[1]):
-            sq += x[i, c] * x[i, c]
-        norm = max(np.float32(math.sqrt(sq)), np.float32(1e-12))
+        norm = max(np.float32(math.sqrt(_sum_of_squares(x[i], lanes))), np.float32(1e-12))
         for c in range(x.shape[1]):
             out[i, c] = x[i, c] / norm
 

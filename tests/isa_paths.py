@@ -102,7 +102,10 @@ def main(out_path):
         for i, text in enumerate(texts[:12]):
             assert np.array_equal(model.encode(text), batched[i]), f"{mode}: text {i} differs alone"
         vectors[str(mode)] = batched
-    taken = {"avx512_float32": bool(cpu.ISA.avx512), "int8": _int8_path(cpu)}
+    import numba
+
+    taken = {"avx512_float32": bool(cpu.ISA.avx512), "int8": _int8_path(cpu),
+             "target": numba.config.CPU_NAME or "host"}
     np.savez(out_path, taken=json.dumps(taken), **vectors)
 
 
