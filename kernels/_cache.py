@@ -66,6 +66,11 @@ def portable_target(host_features):
     return name, ",".join("+" + f for f in features)
 
 
+AVX2_TIER = portable_target({f: True for _, added in _LEVELS[:2] for f in added})
+"""The target of a plain AVX2 machine (no AVX-512, no AVX-VNNI: AMD Zen 2 and Zen 3, Intel
+Haswell to Comet Lake): the package build compiles it too where the build machine can run it."""
+
+
 def set_portable_target(environ=os.environ):
     """Set ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` to the host's tier unless either is set.
 
