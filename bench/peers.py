@@ -534,6 +534,10 @@ def run_cold_start(code, env, log_path, timeout=900.0, python=None):
     """Run ``python -c code`` (``python``: this interpreter by default); return (wall seconds,
     peak RSS MiB, error or None).
 
+    The child runs in the checkout's root under this interpreter, else in ``log_path``'s folder:
+    ``python -c`` puts its working directory first on ``sys.path``, and another interpreter
+    (a venv where minilm-np is pip-installed) must import its own copy, not the checkout's.
+
     The peak RSS is the child's own ``VmHWM``, polled from ``/proc`` while it runs. The
     ``ru_maxrss`` that ``wait4`` reports (the fallback where there is no ``/proc``) is at
     least this process's own peak: ``subprocess`` starts the child with vfork, and Linux
@@ -545,7 +549,7 @@ def run_cold_start(code, env, log_path, timeout=900.0, python=None):
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen([python or sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=env, cwd=REPO_ROOT)
+                                env=env, cwd=REPO_ROOT if python is None else os.path.dirname(os.path.abspath(log_path)))
         deadline = time.monotonic() + timeout
         status_path = f"/proc/{proc.pid}/status"
         hwm_kib = 0

@@ -1,6 +1,7 @@
 """Warm start (import, load, one sentence) and throughput of each runtime, in fresh processes.
 
     python bench/startup.py [--repeats 7] [--threads 2] [--runtimes minilm-np,minilm-np-w8a8-dir,...]
+                            [--python VENV/bin/python]
 
 Each repeat starts one fresh process per runtime, the runtimes interleaved so that a change in the
 machine's load hits them all alike; the table gives medians. ``minilm-np-w8a8-dir`` loads the
@@ -8,6 +9,12 @@ directory ``minilm-np quantize --mode w8a8`` writes (made once, in a temporary f
 Every runtime first runs once untimed (OS file cache and numba's kernel cache warm). Tokens/s: one
 fresh process per runtime encodes the first ``--texts`` lines of bench/corpus.txt in batches of 32
 after one untimed batch. ONNX Runtime needs its export (bench/run.py makes it, cached).
+
+``numba-floor`` is not a model: a fresh process that imports numba and calls one trivial cached
+function, the least any numba program pays at start (seconds and MiB). ``--python`` runs every
+fresh process under another interpreter, e.g. a venv holding only ``pip install minilm-np
+onnxruntime``, as users have it (a test venv also holds scipy, which numba imports at its first
+call when present: about 0.2 s more).
 """
 import argparse
 import json
@@ -21,7 +28,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402
 
 W8A8_DIR = "minilm-np-w8a8-dir"
-DEFAULT = ("minilm-np", W8A8_DIR, "minilm-np-numpy", "ort-fp32")
+NUMBA_FLOOR = "numba-floor"
+DEFAULT = ("minilm-np", W8A8_DIR, "minilm-np-numpy", "ort-fp32", NUMBA_FLOOR)
+FLOOR_KERNEL = """from numba import njit
+
+
+@njit(cache=True)
+def one(x):
+    return x + 1
+"""
 
 THROUGHPUT = """
 import json, sys, time
@@ -45,6 +60,8 @@ def main():
     parser.add_argument("--texts", type=int, default=256, help="corpus lines for tokens/s (0: skip)")
     parser.add_argument("--model-dir", default=None)
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--python", default=None,
+                        help="interpreter of the fresh processes (default: this one); it imports its own minilm-np")
     args = parser.parse_args()
     from minilm_np.locate import resolve_model_dir
     from minilm_np.tokenizer import TextTokenizer
@@ -53,18 +70,23 @@ def main():
     names = args.runtimes.split(",")
     work = tempfile.mkdtemp(prefix="minilm-startup-")
     onnx_dir = None
-    if any(peers.spec_of(n)["kind"] == "ort" for n in names if n != W8A8_DIR):
+    if any(peers.spec_of(n)["kind"] == "ort" for n in names if n not in (W8A8_DIR, NUMBA_FLOOR)):
         onnx_dir, _, error = peers.ensure_onnx(model_dir, os.path.join(os.path.expanduser("~/.cache"),
                                                "minilm-np-bench", "onnx"), os.path.join(work, "onnx.log"))
         if error:
             print(error, file=sys.stderr)
-            names = [n for n in names if n == W8A8_DIR or peers.spec_of(n)["kind"] != "ort"]
+            names = [n for n in names if n in (W8A8_DIR, NUMBA_FLOOR) or peers.spec_of(n)["kind"] != "ort"]
     codes, envs = {}, {}
     for name in names:
-        if name == W8A8_DIR:
+        if name == NUMBA_FLOOR:
+            with open(os.path.join(work, "floor_kernel.py"), "w") as f:
+                f.write(FLOOR_KERNEL)
+            codes[name] = f"import sys\nsys.path.insert(0, {work!r})\nimport floor_kernel\nfloor_kernel.one(1)\n"
+            envs[name] = peers.worker_env(name, args.threads)
+        elif name == W8A8_DIR:
             qdir = os.path.join(work, "w8a8")
-            subprocess.run([sys.executable, "-m", "minilm_np", "quantize", model_dir, "--mode", "w8a8",
-                            "--output", qdir], check=True, env=peers.worker_env("minilm-np", args.threads))
+            subprocess.run([args.python or sys.executable, "-m", "minilm_np", "quantize", model_dir, "--mode", "w8a8",
+                            "--output", qdir], check=True, env=peers.worker_env("minilm-np", args.threads), cwd=work)
             codes[name] = peers.cold_start_code("minilm-np", qdir, args.threads)
             envs[name] = peers.worker_env("minilm-np", args.threads)
         else:
@@ -74,7 +96,7 @@ def main():
     walls, rss = {n: [] for n in names}, {n: [] for n in names}
     for repeat in range(args.repeats + 1):
         for name in names:
-            wall, peak, error = peers.run_cold_start(codes[name], envs[name], log)
+            wall, peak, error = peers.run_cold_start(codes[name], envs[name], log, python=args.python)
             if error:
                 sys.exit(f"{name}: {error}")
             if repeat:  # the first round only warms the caches
@@ -90,11 +112,13 @@ def main():
         tok = TextTokenizer(os.path.join(model_dir, "tokenizer.json"), 256, True)
         tokens = sum(len(ids) for ids in tok.encode(texts))
         for name in names:
+            if name == NUMBA_FLOOR:
+                continue
             runtime = "minilm-np-w8a8" if name == W8A8_DIR else name
             code = THROUGHPUT.format(bench=peers.BENCH_DIR, texts=texts_path, name=runtime, model_dir=model_dir,
                                      threads=args.threads, onnx_dir=onnx_dir)
-            out = subprocess.run([sys.executable, "-c", code], env=envs[name], capture_output=True, text=True,
-                                 cwd=peers.REPO_ROOT)
+            out = subprocess.run([args.python or sys.executable, "-c", code], env=envs[name], capture_output=True,
+                                 text=True, cwd=peers.REPO_ROOT if args.python is None else work)
             seconds = float(out.stdout.split("SECONDS")[-1]) if out.returncode == 0 else None
             rates[name] = tokens / seconds if seconds and tokens else None
     print(f"{'runtime':<22} {'warm start s (median)':>22} {'min':>6} {'max':>6} {'peak RSS MiB':>13} "
