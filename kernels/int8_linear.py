@@ -50,25 +50,26 @@ def _finish(path, codes, packed, n, out, threads, x, scale, zero, col_scale, col
 
 @njit(**_JIT)
 def _linear_u8(path, x, mask, packed, n, out, threads, chunk, col_scale, col_sum, outlier_index, outlier_weight,
-               bias):
+               bias, codes, scale, zero):
     """``out``: the int32 view of the float32 result (unit column stride); see :func:`linear_u8s8`."""
-    codes, scale, zero = quant_jit.quantized_u8(x, mask, chunk)
+    quant_jit.quantize_u8_into(x, mask, codes, scale, zero, chunk)
     _finish(path, codes, packed, n, out, threads, x, scale, zero, col_scale, col_sum, outlier_index, outlier_weight,
             bias)
 
 
 @njit(**_JIT)
 def _linear_s16(path, x, mask, max_code, packed, n, out, threads, chunk, col_scale, outlier_index, outlier_weight,
-                bias):
+                bias, codes, scale):
     """As :func:`_linear_u8`, symmetric int16 codes up to ``max_code`` (no zero points: the s16s8
     strip reads neither ``zero`` nor ``col_sum``)."""
-    codes, scale = quant_jit.quantized_s16(x, mask, max_code, chunk)
+    quant_jit.quantize_s16_into(x, mask, max_code, codes, scale, chunk)
     _finish(path, codes, packed, n, out, threads, x, scale, scale, col_scale, col_scale, outlier_index,
             outlier_weight, bias)
 
 
-def linear(x, mask, max_code, packed, n, out, columns, bias=None, isa=None):
-    """:func:`linear_u8s8` (``max_code`` None) or :func:`linear_s16s8`, arguments unchecked."""
+def linear(x, mask, max_code, packed, n, out, columns, bias=None, isa=None, scratch=None):
+    """:func:`linear_u8s8` (``max_code`` None) or :func:`linear_s16s8`, arguments unchecked;
+    ``scratch``: see :func:`quant.row_codes`."""
     m, k = x.shape
     if not (m and n):
         return out
@@ -79,31 +80,31 @@ def linear(x, mask, max_code, packed, n, out, columns, bias=None, isa=None):
         packed = pack_weights_s16s8(unpack_weights(packed, n, k))
     threads = threads_for(m, n, k, path)
     if path == PORTABLE:
-        return _linear_portable(x, mask, max_code, packed, n, out, columns, bias, threads)
+        return _linear_portable(x, mask, max_code, packed, n, out, columns, bias, threads, scratch)
     direct = out.strides[1] == 4
     acc = out.view(np.int32) if direct else np.empty((m, n), np.int32)
     chunk = row_chunk(m, k)
     padded = columns.padded_bias(bias)
+    codes, scale, zero = quant.row_codes(m, k, max_code, scratch)
     if max_code is None:
         _linear_u8(path, x, mask, packed, n, acc, threads, chunk, columns.padded_col_scale, columns.padded_col_sum,
-                   columns.outlier_index, columns.padded_outlier_weight, padded)
+                   columns.outlier_index, columns.padded_outlier_weight, padded, codes, scale, zero)
     else:
         _linear_s16(path, x, mask, int(max_code), packed, n, acc, threads, chunk, columns.padded_col_scale,
-                    columns.outlier_index, columns.padded_outlier_weight, padded)
+                    columns.outlier_index, columns.padded_outlier_weight, padded, codes, scale)
     if not direct:
         out[...] = acc.view(np.float32)
     return out
 
 
-def _linear_portable(x, mask, max_code, packed, n, out, columns, bias, threads):
+def _linear_portable(x, mask, max_code, packed, n, out, columns, bias, threads, scratch):
     """:func:`linear` on the portable GEMM (no fused epilogue): the numba twins of the separate steps."""
     m, k = x.shape
     acc = out.view(np.int32) if out.strides[1] == 4 else np.empty((m, n), np.int32)
+    codes, scale, zero = quant.row_codes(m, k, max_code, scratch)
     if max_code is None:
-        codes, scale, zero = np.empty((m, k), np.uint8), np.empty(m, np.float32), np.empty(m, np.int32)
         quant_jit.quantize_rows_u8(x, mask, codes, scale, zero)
     else:
-        codes, scale, zero = np.empty((m, k), np.int16), np.empty(m, np.float32), None
         quant_jit.quantize_rows_s16(x, mask, max_code, codes, scale)
     portable(codes, packed, n, acc, threads)
     quant_jit.dequantize_output(acc, out, x, scale, zero, columns.col_scale, columns.col_sum,

@@ -178,24 +178,16 @@ def _quantize(x, mask, top, q, scale, zero, chunk):
 
 
 @njit(**JIT)
-def quantized_u8(x, mask, chunk):
-    """:func:`quantize_rows_u8` into new arrays ``(codes, scale, zero)``, on ``chunk`` rows a
-    parallel task (0: serial); for the fused int8 linears, which call it from numba."""
-    m, k = x.shape
-    codes = np.empty((m, k), dtype=np.uint8)
-    scale = np.empty(m, dtype=np.float32)
-    zero = np.empty(m, dtype=np.int32)
+def quantize_u8_into(x, mask, codes, scale, zero, chunk):
+    """:func:`quantize_rows_u8` on ``chunk`` rows a parallel task (0: serial); for the fused
+    int8 linears, which call it from numba."""
     _quantize(x, mask, U8_LEVELS, codes, scale, zero, chunk)
-    return codes, scale, zero
 
 
 @njit(**JIT)
-def quantized_s16(x, mask, max_code, chunk):
-    """:func:`quantize_rows_s16` into new arrays ``(codes, scale)``; as :func:`quantized_u8`."""
-    codes = np.empty(x.shape, dtype=np.int16)
-    scale = np.empty(x.shape[0], dtype=np.float32)
+def quantize_s16_into(x, mask, max_code, codes, scale, chunk):
+    """:func:`quantize_rows_s16`; as :func:`quantize_u8_into`."""
     _quantize(x, mask, max_code, codes, scale, None, chunk)
-    return codes, scale
 
 
 @njit(**JIT)

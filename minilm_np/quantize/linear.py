@@ -3,6 +3,7 @@ import threading
 
 import numpy as np
 
+from ..kernels.quant import row_codes
 from ..mapped import release_pages
 from .modes import WEIGHT_LEVELS, check_mode, resolve_backend, row_kernels, s16_max_code
 
@@ -152,7 +153,7 @@ class QuantizedLinear:
             return out
         if self._packed is not None:  # quantise, multiply, dequantise and add the bias in one kernel call
             return self._linear(x, self.mask, self._max_code, self._packed, self.shape[0], out, self._columns,
-                                bias)
+                                bias, scratch=_scratch.get)
         self._matmul(x, out)
         if bias is not None:
             out += bias
@@ -171,15 +172,12 @@ class QuantizedLinear:
             w = self._k.dequantize_weights(self._qweight, self.scale, self.outlier_index, self.outlier_weight,
                                            _scratch.get("w8", self.shape, np.float32))
             return np.matmul(x, w.T, out=out)
-        scale = _scratch.get("scale", (m,), np.float32)
-        if self.mode == "w8a8":
-            codes = _scratch.get("u8", (m, k), np.uint8)
-            zero = _scratch.get("zero", (m,), np.int32)
+        codes, scale, zero = row_codes(m, k, None if self.mode == "w8a8" else self.s16_max, _scratch.get)
+        if zero is not None:
             self._k.quantize_rows_u8(x, self.mask, codes, scale, zero)
             col_sum = self.col_sum
         else:
-            codes = _scratch.get("s16", (m, k), np.int16)
-            zero = col_sum = None
+            col_sum = None
             self._k.quantize_rows_s16(x, self.mask, self.s16_max, codes, scale)
         acc = self._k.gemm_int(codes, self._qweight, out.view(np.int32))
         return self._k.dequantize_output(acc, out, x, scale, zero, self.scale, col_sum, self.outlier_index,
