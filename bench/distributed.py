@@ -28,6 +28,65 @@ sys.path[:] = [os.path.dirname(HERE)] + [p for p in sys.path if os.path.abspath(
 import minilm_np  # noqa: E402
 
 
+class CpuByRole:
+    """CPU seconds (user + system) the machine's processes spend during a ``with`` block, by role.
+
+    Roles: ``workers`` (Ray's ``MapWorker`` actors, Dask's worker processes: the processes that
+    embed), ``driver`` (this process: Ray Data's executor, Dask's scheduler, nannies and client),
+    ``engine`` (the engine's other processes: raylet, GCS, idle Ray workers, agents) and
+    ``other`` (the rest of the machine). Sampled every ``interval`` seconds with psutil (a process
+    that ends between two samples counts up to its last one).
+    """
+
+    def __init__(self, interval=1.0):
+        import threading
+
+        self.interval = interval
+        self.first, self.last, self.role = {}, {}, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, initial=False):
+        import psutil
+
+        me = os.getpid()
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                times = proc.cpu_times()
+                pid = proc.info["pid"]
+                if pid not in self.role:
+                    ours = pid == me or me in (p.pid for p in proc.parents())
+                    self.role[pid] = "driver" if pid == me else "engine" if ours else "other"
+                    self.first[pid] = times.user + times.system if initial else 0.0
+                if self.role[pid] == "engine":  # a Ray actor names itself after it starts
+                    cmd = " ".join(proc.info["cmdline"] or [])
+                    if "MapWorker" in cmd or "spawn_main" in cmd:
+                        self.role[pid] = "workers"
+                self.last[pid] = times.user + times.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self):
+        self._sample(initial=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def totals(self):
+        out = {"workers": 0.0, "driver": 0.0, "engine": 0.0, "other": 0.0}
+        for pid, last in self.last.items():
+            out[self.role[pid]] += max(0.0, last - self.first[pid])
+        return out
+
+
 def corpus(repeat):
     with open(os.path.join(HERE, "corpus.txt"), encoding="utf-8") as f:
         texts = [line.rstrip("\n") for line in f]
@@ -107,20 +166,25 @@ def main():
           f"quantize {args.quantize}")
     print(f"{'workers':>7} {'runtime':>22} {'seconds':>8} {'texts/s':>8} {'overhead':>9} {'cluster start':>13}")
     for workers in (int(w) for w in args.workers.split(",")):
-        base_s, want = single(texts, workers, args.model, args.quantize, args.batch_size)
-        print(f"{workers:>7} {f'1 process x {workers} threads':>22} {base_s:>8.1f} {len(texts) / base_s:>8.0f}",
-              flush=True)
-        results.append({"workers": workers, "runtime": "single", "seconds": base_s})
+        with CpuByRole() as cpu:
+            base_s, want = single(texts, workers, args.model, args.quantize, args.batch_size)
+        cpu_s = cpu.totals()
+        print(f"{workers:>7} {f'1 process x {workers} threads':>22} {base_s:>8.1f} {len(texts) / base_s:>8.0f} "
+              f"{'':>9} {'':>13}   CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu_s.items()), flush=True)
+        results.append({"workers": workers, "runtime": "single", "seconds": base_s, "cpu_seconds": cpu_s})
         for engine in args.engines.split(","):
-            seconds, cluster_s, got = ENGINES[engine](texts, workers, args.model, args.quantize, args.batch_size,
-                                                      args.rows_per_batch)
+            with CpuByRole() as cpu:
+                seconds, cluster_s, got = ENGINES[engine](texts, workers, args.model, args.quantize,
+                                                          args.batch_size, args.rows_per_batch)
             if not np.array_equal(got, want):
                 sys.exit(f"{engine}: the vectors differ from one process's")
             overhead = 1 - base_s / seconds
+            cpu_s = cpu.totals()
             print(f"{workers:>7} {f'{engine} {workers} x 1 thread':>22} {seconds:>8.1f} {len(texts) / seconds:>8.0f} "
-                  f"{overhead:>8.1%} {cluster_s:>12.1f}s", flush=True)
+                  f"{overhead:>8.1%} {cluster_s:>12.1f}s   CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu_s.items()),
+                  flush=True)
             results.append({"workers": workers, "runtime": engine, "seconds": seconds, "overhead": overhead,
-                            "cluster_start_s": cluster_s})
+                            "cluster_start_s": cluster_s, "cpu_seconds": cpu_s})
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"texts": len(texts), "cpus": os.cpu_count(), "results": results}, f, indent=1)
