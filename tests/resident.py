@@ -4,19 +4,12 @@ import mmap
 import numpy as np
 
 
-def resident_pages(array, whole_pages_only=False):
+def resident_pages(array):
     """How many of the pages ``array`` lies in this process has mapped in (None where
-    /proc/self/pagemap is unreadable).
-
-    ``whole_pages_only``: only the pages wholly inside ``array`` (those of a tensor in a mapped
-    file, whose two edge pages also hold its neighbours).
-    """
+    /proc/self/pagemap is unreadable)."""
     page = mmap.PAGESIZE
     start, end = array.ctypes.data, array.ctypes.data + array.nbytes
-    if whole_pages_only:
-        first, last = -(-start // page), end // page - 1
-    else:
-        first, last = start // page, (end - 1) // page
+    first, last = start // page, (end - 1) // page
     if last < first:
         return 0
     try:
