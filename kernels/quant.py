@@ -181,8 +181,8 @@ def row_codes(m, k, max_code, scratch=None):
 
     ``scratch(name, shape, dtype)`` lends arrays that outlive the call (None: new ones). A
     caller that keeps them saves the page faults of fresh megabytes each call where malloc
-    returns large blocks to the system at once (``MALLOC_TRIM_THRESHOLD_`` set, as a Dask worker
-    has it: 6x the page faults and 2-26% longer w8a8 runs).
+    returns large blocks to the system at once (``MALLOC_TRIM_THRESHOLD_`` set, as in a Dask
+    worker; commit 9caf950).
     """
     get = scratch or (lambda name, shape, dtype: np.empty(shape, dtype))
     if max_code is None:
