@@ -80,6 +80,9 @@ class CpuByRole:
         self._thread.join()
         self._sample()
 
+    def __str__(self):
+        return "CPU s: " + ", ".join(f"{role} {seconds:.1f}" for role, seconds in self.totals().items())
+
     def totals(self):
         out = {"workers": 0.0, "driver": 0.0, "engine": 0.0, "other": 0.0}
         for pid, last in self.last.items():
@@ -170,7 +173,7 @@ def main():
             base_s, want = single(texts, workers, args.model, args.quantize, args.batch_size)
         cpu_s = cpu.totals()
         print(f"{workers:>7} {f'1 process x {workers} threads':>22} {base_s:>8.1f} {len(texts) / base_s:>8.0f} "
-              f"{'':>9} {'':>13}   CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu_s.items()), flush=True)
+              f"{'':>9} {'':>13}   {cpu}", flush=True)
         results.append({"workers": workers, "runtime": "single", "seconds": base_s, "cpu_seconds": cpu_s})
         for engine in args.engines.split(","):
             with CpuByRole() as cpu:
@@ -181,7 +184,7 @@ def main():
             overhead = 1 - base_s / seconds
             cpu_s = cpu.totals()
             print(f"{workers:>7} {f'{engine} {workers} x 1 thread':>22} {seconds:>8.1f} {len(texts) / seconds:>8.0f} "
-                  f"{overhead:>8.1%} {cluster_s:>12.1f}s   CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu_s.items()),
+                  f"{overhead:>8.1%} {cluster_s:>12.1f}s   {cpu}",
                   flush=True)
             results.append({"workers": workers, "runtime": engine, "seconds": seconds, "overhead": overhead,
                             "cluster_start_s": cluster_s, "cpu_seconds": cpu_s})
